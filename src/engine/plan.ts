@@ -1,0 +1,101 @@
+// Stage: decide, per path, what push or pull must do — the three-way compare of local files, state and remote (SPEC §5).
+import { join } from 'node:path';
+import type { Storage } from '../storage/types.js';
+import type { StateEntry } from '../state/store.js';
+import type { Paired } from './flow.js';
+import type { LocalEntry } from './scan.js';
+import { statLocal } from './scan.js';
+import type { RemoteEntry } from './remote.js';
+import { readAndHash, hashBytes } from './hash.js';
+
+/** PullDecision is what pull does with one path. */
+export type PullDecision =
+  | { kind: 'none'; path: string }
+  | { kind: 'download'; path: string; remote: RemoteEntry; expectedLocal?: LocalEntry }
+  | { kind: 'delete-local'; path: string; expectedLocal: LocalEntry }
+  | { kind: 'set-state'; path: string; entry: StateEntry }
+  | { kind: 'drop-state'; path: string }
+  | { kind: 'conflict'; path: string; reason: string };
+
+/** PushDecision is what push does with one path. `upload` hashes first and only records state when content is unchanged. */
+export type PushDecision =
+  | { kind: 'none'; path: string }
+  | { kind: 'upload'; path: string; local: LocalEntry; base?: StateEntry };
+
+/** sameStat: the file looks exactly as the state recorded it, so it is unchanged without reading it. */
+export function sameStat(local: LocalEntry, base: StateEntry): boolean {
+  return local.type === base.type && local.size === base.size && local.mtimeMs === base.mtimeMs &&
+    local.mode === base.mode && local.target === base.target;
+}
+
+/** localContentHash hashes what is at a local entry: a file's bytes, a symlink's target, '' for a folder. */
+export async function localContentHash(root: string, local: LocalEntry): Promise<string> {
+  if (local.type === 'symlink') return hashBytes(local.target ?? '');
+  if (local.type === 'dir') return hashBytes('');
+  return (await readAndHash(join(root, local.path), local, false)).hash;
+}
+
+export interface PullPlanContext {
+  root: string;
+  storage: Storage;
+  dest: string;
+  raw: boolean;
+}
+
+/**
+ * decidePull classifies one (state, remote) pair; the local side is looked at lazily, only when the remote changed.
+ * Remote unchanged → nothing (local changes are push's business). Remote changed and local unchanged → download.
+ * Both changed → same content is recorded, different content is a conflict. Remote deleted → local deleted only if unchanged.
+ */
+export async function decidePull(pair: Paired<StateEntry, RemoteEntry>, ctx: PullPlanContext): Promise<PullDecision> {
+  const { key: path, left: base, right: remote } = pair;
+  if (ctx.raw) return remote ? { kind: 'download', path, remote } : { kind: 'none', path };
+  if (remote) {
+    if (base && base.etag === remote.info.etag) return { kind: 'none', path };
+    const local = statLocal(ctx.root, path);
+    if (!local) {
+      if (!base) return { kind: 'download', path, remote };
+      return { kind: 'conflict', path, reason: 'deleted locally, changed remotely' };
+    }
+    if (path.endsWith('/') || local.type === 'dir') {
+      if (path.endsWith('/') && local.type === 'dir') {
+        return { kind: 'set-state', path, entry: { ...stateOf(local, ''), etag: remote.info.etag } };
+      }
+      return { kind: 'conflict', path, reason: 'a folder on one side, a file on the other' };
+    }
+    if (base && sameStat(local, base)) return { kind: 'download', path, remote, expectedLocal: local };
+    const localHash = await localContentHash(ctx.root, local);
+    if (base && localHash === base.hash && local.mode === base.mode && local.type === base.type) {
+      return { kind: 'download', path, remote, expectedLocal: local };
+    }
+    const head = await ctx.storage.head(ctx.dest + path);
+    if (head && head.meta?.hash === localHash && (head.meta.type ?? 'file') === local.type) {
+      return { kind: 'set-state', path, entry: { ...stateOf(local, localHash), etag: head.etag } };
+    }
+    return { kind: 'conflict', path, reason: base ? 'changed on both sides' : 'exists on both sides with different content' };
+  }
+  if (!base) return { kind: 'none', path };
+  const local = statLocal(ctx.root, path);
+  if (!local) return { kind: 'drop-state', path };
+  if (sameStat(local, base)) return { kind: 'delete-local', path, expectedLocal: local };
+  if (local.type === base.type && local.type !== 'dir' && (await localContentHash(ctx.root, local)) === base.hash) {
+    return { kind: 'delete-local', path, expectedLocal: local };
+  }
+  // changed locally since the remote deleted it: keep it; dropping the state makes push upload it as new
+  return { kind: 'drop-state', path };
+}
+
+/** decidePush classifies one (local, state) pair: unchanged stat → nothing, otherwise hash-and-maybe-upload. */
+export function decidePush(pair: Paired<LocalEntry, StateEntry>, raw: boolean): PushDecision {
+  const { key: path, left: local, right: base } = pair;
+  if (!local) return { kind: 'none', path }; // local deletions are mirrored only from the watcher journal
+  if (!raw && base && sameStat(local, base)) return { kind: 'none', path };
+  return { kind: 'upload', path, local, base: raw ? undefined : base };
+}
+
+/** stateOf builds the state entry for a local entry with a known hash (etag filled by the caller). */
+export function stateOf(local: LocalEntry, hash: string): StateEntry {
+  const e: StateEntry = { path: local.path, type: local.type, size: local.size, mtimeMs: local.mtimeMs, mode: local.mode, hash, etag: '' };
+  if (local.target !== undefined) e.target = local.target;
+  return e;
+}
