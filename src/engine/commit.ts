@@ -31,7 +31,8 @@ export class RunRecorder {
   private checkpointing: Promise<void> | undefined;
 
   constructor(
-    private readonly workspace: string,
+    /** the state file this run commits to (state/store.ts stateFileFor). */
+    private readonly stateFile: string,
     private readonly progress: ProgressSink,
     /** false for --raw and --dry-run: nothing is written to .swm/. */
     private readonly persist: boolean,
@@ -105,7 +106,7 @@ export class RunRecorder {
   maybeCheckpoint(): void {
     if (!this.persist || this.checkpointing || Date.now() - this.lastCheckpoint < CHECKPOINT_MS || this.updates.size === 0) return;
     const batch = new Map(this.updates);
-    this.checkpointing = commitState(this.workspace, batch).then(() => {
+    this.checkpointing = commitState(this.stateFile, batch).then(() => {
       for (const [k, v] of batch) if (this.updates.get(k) === v) this.updates.delete(k);
       this.lastCheckpoint = Date.now();
       this.checkpointing = undefined;
@@ -116,14 +117,14 @@ export class RunRecorder {
   async flush(): Promise<void> {
     await this.checkpointing;
     if (!this.persist || this.updates.size === 0) return;
-    await commitState(this.workspace, this.updates);
+    await commitState(this.stateFile, this.updates);
     this.updates.clear();
   }
 
   /** finish writes the remaining state updates (unless not persisting) and returns the summary. */
   async finish(options: { replaceAll?: boolean } = {}): Promise<TransferSummary> {
     await this.checkpointing;
-    if (this.persist && (this.updates.size > 0 || options.replaceAll)) await commitState(this.workspace, this.updates, options);
+    if (this.persist && (this.updates.size > 0 || options.replaceAll)) await commitState(this.stateFile, this.updates, options);
     this.summary.seconds = (Date.now() - this.started) / 1000;
     return this.summary;
   }

@@ -153,7 +153,7 @@ export async function downloadEntry(remote: RemoteEntry, expectedLocal: LocalEnt
       await pipeline(body, hashing, createWriteStream(tmp, { mode: 0o600, highWaterMark: 1 << 20 }), { signal: ctx.signal });
       verifyHash(path, meta.hash, hex64(h.digest()));
       chmodSync(tmp, (meta.mode ?? 0o644) & 0o777);
-      if (meta.mtimeMs !== undefined) utimesSync(tmp, new Date(meta.mtimeMs), new Date(meta.mtimeMs));
+      if (meta.mtimeMs !== undefined) setMtimeMs(tmp, meta.mtimeMs);
     }
     if (!overwrite && !localStillAsPlanned(ctx.root, path, expectedLocal)) {
       unlinkSync(tmp);
@@ -178,6 +178,15 @@ export async function downloadEntry(remote: RemoteEntry, expectedLocal: LocalEnt
   }
   const written = statLocal(ctx.root, path)!;
   return { kind: 'downloaded', entry: { ...stateOf(written, meta.hash ?? hex64(h.digest())), etag: info.etag }, bytes };
+}
+
+/**
+ * setMtimeMs sets a file's mtime so that it reads back as exactly `ms` whole milliseconds: utimes takes float seconds,
+ * and 1.7e9 s in a double carries ~0.2 µs of error, which can floor to the millisecond below; +0.1 ms absorbs it.
+ */
+export function setMtimeMs(path: string, ms: number): void {
+  const seconds = (ms + 0.1) / 1000;
+  utimesSync(path, seconds, seconds);
 }
 
 function verifyHash(path: string, expected: string | undefined, actual: string): void {

@@ -7,8 +7,7 @@ export function swmPaths(workspace: string) {
   const dir = join(workspace, SWM_DIR);
   return {
     dir,
-    /** per-path sync state, sorted TSV (state/store.ts). */
-    state: join(dir, 'state.tsv'),
+    // per-target state files (`state-<id>.tsv`, `tar-state-<id>.tsv`) are named by state/store.ts stateFileFor()
     /** last successful push/pull (state/stamp.ts). */
     stamp: join(dir, 'stamp.json'),
     /** transfer lock with pid (state/lock.ts). */

@@ -1,8 +1,9 @@
-// The per-path sync state in `.swm/state.tsv`: one JSON line per path in S3 key order, with a checksummed trailer.
+// The per-path sync state in `.swm/state-<target>.tsv`: one JSON line per path in S3 key order, with a checksummed trailer.
 // Read as a stream (memory does not grow with the tree); rewritten atomically by merging in a batch of updates.
 import { createReadStream, existsSync, openSync, writeSync, fsyncSync, closeSync, renameSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { createHash } from 'node:crypto';
+import { join, dirname } from 'node:path';
 import { compareKeys } from '../keys.js';
 import { swmPaths } from './paths.js';
 import { tempPathFor } from './atomic.js';
@@ -55,12 +56,23 @@ function decodeEntry(line: string): StateEntry {
   return e;
 }
 
+/** StateKind picks the state file: per-file objects (`files`) or the `--tar` snapshot (`tar`). */
+export type StateKind = 'files' | 'tar';
+
+/**
+ * stateFileFor names the state file of one (bucket, dest) pair: state is what was synced WITH a target, so a push of
+ * the same folder to another bucket or dest starts from no state instead of reading the old target's files as deleted.
+ */
+export function stateFileFor(workspace: string, bucketText: string, dest: string, kind: StateKind): string {
+  const id = createHash('sha1').update(`${bucketText}\0${dest}`).digest('hex').slice(0, 12);
+  return join(swmPaths(workspace).dir, `${kind === 'tar' ? 'tar-state' : 'state'}-${id}.tsv`);
+}
+
 /**
  * readState streams the state entries in key order. Throws StateCorruptError (possibly after yielding some entries)
  * when the file is malformed, out of order or its checksum does not match. No file → no entries.
  */
-export async function* readState(workspace: string): AsyncGenerator<StateEntry> {
-  const file = swmPaths(workspace).state;
+export async function* readState(file: string): AsyncGenerator<StateEntry> {
   if (!existsSync(file)) return;
   const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 }), crlfDelay: Infinity });
   const digest = createHash('sha1');
@@ -98,9 +110,9 @@ export async function* readState(workspace: string): AsyncGenerator<StateEntry> 
 }
 
 /** validateState reads the whole state once; returns undefined when valid, else the reason it is corrupt. */
-export async function validateState(workspace: string): Promise<string | undefined> {
+export async function validateState(file: string): Promise<string | undefined> {
   try {
-    for await (const _ of readState(workspace)) { /* reading validates */ }
+    for await (const _ of readState(file)) { /* reading validates */ }
     return undefined;
   } catch (e) {
     if (e instanceof StateCorruptError) return e.message;
@@ -112,19 +124,18 @@ export async function validateState(workspace: string): Promise<string | undefin
 export type StateUpdates = Map<string, StateEntry | null>;
 
 /** discardState removes the state file (after corruption, so the next run does a full compare). */
-export function discardState(workspace: string): void {
-  try { unlinkSync(swmPaths(workspace).state); } catch { /* not there */ }
+export function discardState(file: string): void {
+  try { unlinkSync(file); } catch { /* not there */ }
 }
 
 /**
  * commitState rewrites state.tsv as old state merged with updates, atomically (temp + fsync + rename).
  * Streams the old file, so memory holds only the updates. `replaceAll` starts from empty instead of the old file.
  */
-export async function commitState(workspace: string, updates: StateUpdates, options: { replaceAll?: boolean } = {}): Promise<void> {
-  const paths = swmPaths(workspace);
-  mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+export async function commitState(file: string, updates: StateUpdates, options: { replaceAll?: boolean } = {}): Promise<void> {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const pending = [...updates.entries()].sort((a, b) => compareKeys(a[0], b[0]));
-  const tmp = tempPathFor(paths.state);
+  const tmp = tempPathFor(file);
   const fd = openSync(tmp, 'w', 0o600);
   const digest = createHash('sha1');
   let count = 0;
@@ -143,7 +154,7 @@ export async function commitState(workspace: string, updates: StateUpdates, opti
   };
   try {
     let i = 0;
-    const old = options.replaceAll ? (async function* () {})() : readState(workspace);
+    const old = options.replaceAll ? (async function* () {})() : readState(file);
     for await (const entry of old) {
       while (i < pending.length && compareKeys(pending[i]![0], entry.path) < 0) {
         const u = pending[i++]![1];
@@ -169,5 +180,5 @@ export async function commitState(workspace: string, updates: StateUpdates, opti
     try { unlinkSync(tmp); } catch { /* gone */ }
     throw e;
   }
-  renameSync(tmp, paths.state);
+  renameSync(tmp, file);
 }

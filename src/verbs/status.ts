@@ -1,0 +1,108 @@
+// Verb: status. Workspace, bucket, dest, last push/pull, watcher and daemon, pending local changes; with --remote, what pull would do.
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import type { SyncTarget } from '../config/types.js';
+import type { StatusReport, PathSample } from './types.js';
+import { openSession } from './session.js';
+import { buildExcludeRules } from '../engine/exclude.js';
+import { createProgress } from '../engine/progress.js';
+import { marchSorted } from '../engine/flow.js';
+import { scanWorkspace, type LocalEntry } from '../engine/scan.js';
+import { sameStat, localContentHash, decidePull } from '../engine/plan.js';
+import { listRemote, type RemoteEntry } from '../engine/remote.js';
+import { readState, validateState, stateFileFor, type StateEntry } from '../state/store.js';
+import { readStamp } from '../state/stamp.js';
+import { swmPaths } from '../state/paths.js';
+import { compareKeys } from '../keys.js';
+import { usageError } from '../errors.js';
+import { watcherState } from './watch.js';
+import { daemonState } from './auto.js';
+import { tarObjectKey } from '../engine/tar-layout.js';
+
+const SAMPLE = 10;
+
+class Sampler {
+  count = 0;
+  sample: string[] = [];
+  add(path: string) {
+    this.count++;
+    if (this.sample.length < SAMPLE) this.sample.push(path);
+  }
+  get value(): PathSample {
+    return { count: this.count, sample: this.sample };
+  }
+}
+
+/** status reports the sync state of a workspace without changing anything (no lock taken). */
+export async function status(target: SyncTarget, opts: { remote: boolean }): Promise<StatusReport> {
+  const root = target.workspace;
+  if (!existsSync(root)) throw usageError(`workspace ${root} does not exist`, 'pass the folder as [path], or pull into it first');
+  if (!statSync(root).isDirectory()) throw usageError(`workspace ${root} is not a folder`);
+  const rules = buildExcludeRules(root, target.excludes);
+  const stamp = readStamp(root);
+  const stateFile = stateFileFor(root, target.bucket.text, target.dest, 'files');
+  const stateCorrupt = await validateState(stateFile);
+  const state = () => (stateCorrupt ? (async function* (): AsyncGenerator<StateEntry> {})() : readState(stateFile));
+
+  const changed = new Sampler();
+  const added = new Sampler();
+  const deleted = new Sampler();
+  for await (const pair of marchSorted<LocalEntry, StateEntry>(scanWorkspace(root, rules, () => {}), state(), (l) => l.path, (s) => s.path, compareKeys)) {
+    const { left: local, right: base } = pair;
+    if (local && !base) added.add(pair.key);
+    else if (!local && base) deleted.add(pair.key);
+    else if (local && base && !sameStat(local, base)) {
+      const hash = await localContentHash(root, local).catch(() => '');
+      if (hash !== base.hash || local.mode !== base.mode) changed.add(pair.key);
+    }
+  }
+
+  const report: StatusReport = {
+    id: target.id,
+    workspace: root,
+    bucket: target.bucket.text,
+    dest: target.dest,
+    lastPush: stamp?.lastPush && { at: new Date(stamp.lastPush.at).toISOString(), files: stamp.lastPush.files },
+    lastPull: stamp?.lastPull && { at: new Date(stamp.lastPull.at).toISOString(), files: stamp.lastPull.files },
+    watcher: watcherState(root, rules.fingerprint),
+    daemon: daemonState(root),
+    pending: { changed: changed.value, new: added.value, deleted: deleted.value },
+  };
+  const tarRecord = readTarRecord(root);
+  if (tarRecord) report.tar = tarRecord;
+
+  if (opts.remote) {
+    const session = await openSession(target, createProgress(), {
+      verb: 'status', createWorkspace: false, createBucket: false, lock: false, force: false, useState: false,
+    });
+    try {
+      const toDownload = new Sampler();
+      const toDeleteLocal = new Sampler();
+      const conflicts = new Sampler();
+      const planCtx = { root, storage: session.storage, dest: target.dest, raw: false };
+      const remote = listRemote(session.storage, target.dest, rules, (u) => conflicts.add(`${u.key} (unsafe key)`));
+      for await (const pair of marchSorted<StateEntry, RemoteEntry>(state(), remote, (s) => s.path, (r) => r.path, compareKeys)) {
+        const d = await decidePull(pair, planCtx);
+        if (d.kind === 'download') toDownload.add(d.path);
+        else if (d.kind === 'delete-local') toDeleteLocal.add(d.path);
+        else if (d.kind === 'conflict') conflicts.add(d.path);
+      }
+      report.remote = { toDownload: toDownload.value, toDeleteLocal: toDeleteLocal.value, conflicts: conflicts.value };
+      const tarHead = await session.storage.head(tarObjectKey(target.dest));
+      report.tar = tarHead
+        ? { exists: true, size: tarHead.size, at: tarHead.lastModified ? new Date(tarHead.lastModified).toISOString() : undefined }
+        : { exists: false };
+    } finally {
+      await session.close();
+    }
+  }
+  return report;
+}
+
+function readTarRecord(root: string): StatusReport['tar'] | undefined {
+  try {
+    const r = JSON.parse(readFileSync(swmPaths(root).tar, 'utf8')) as { size?: number; at?: number };
+    return { exists: true, size: r.size, at: r.at ? new Date(r.at).toISOString() : undefined };
+  } catch {
+    return undefined;
+  }
+}
