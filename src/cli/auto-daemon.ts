@@ -1,0 +1,31 @@
+// Entry of the detached auto-sync daemon: `node dist/cli/auto-daemon.js <workspace> <json {target, interval}>`, started by
+// `swm sync auto` (verbs/auto.ts). Logs to `.swm/daemon.log`; SIGTERM/SIGINT abort the running cycle cleanly and remove daemon.json.
+import { runAutoLoop, type DaemonArgs } from '../verbs/auto.js';
+import { logLine } from '../daemon/log.js';
+
+async function main(): Promise<number> {
+  const [workspace, json] = process.argv.slice(2);
+  if (!workspace || !json) {
+    process.stderr.write('usage: auto-daemon.js <workspace> <json {target, interval}>\n');
+    return 2;
+  }
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const args = JSON.parse(json) as DaemonArgs;
+  const controller = new AbortController();
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (!controller.signal.aborted) logLine(`${signal} received: stopping`);
+      controller.abort();
+    });
+  }
+  process.on('SIGHUP', () => { /* detached: a closing terminal is not a reason to stop */ });
+  return runAutoLoop({ ...args.target, workspace }, { interval: args.interval }, controller.signal);
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    logLine(`fatal: ${(e as Error).stack ?? String(e)}`);
+    process.exit(1);
+  },
+);
