@@ -14,14 +14,14 @@ import { RunRecorder } from '../engine/commit.js';
 import {
   tarObjectKey, tarLayerKey, readTarManifest, writeTarManifest, type TarManifest, type TarPart,
 } from '../engine/tar-layout.js';
-import { packTar } from '../tar/pack.js';
+import { packTar, ChangedWhilePacking } from '../tar/pack.js';
 import { extractTar } from '../tar/extract.js';
 import { readState, commitState, validateState, discardState, type StateEntry, type StateUpdates } from '../state/store.js';
 import { writeStamp } from '../state/stamp.js';
 import { swmPaths } from '../state/paths.js';
 import { writeFileAtomic } from '../state/atomic.js';
 import { compareKeys } from '../keys.js';
-import { errnoCode, failure, isSwmError } from '../errors.js';
+import { errnoCode, failure } from '../errors.js';
 
 /** A layered snapshot is rewritten whole once its layers weigh more than this share of the base, or number this many. */
 const COMPACT_RATIO = 0.5;
@@ -92,7 +92,7 @@ export async function pushTar(ctx: VerbContext): Promise<TransferSummary> {
           : await pushFull(session, ctx, recorder, remote?.manifest);
         break;
       } catch (e) {
-        if (attempt < PACK_RETRIES && isSwmError(e) && /changed while it was being packed/.test(e.message)) {
+        if (attempt < PACK_RETRIES && e instanceof ChangedWhilePacking) {
           recorder.warning(`${e.message}; packing again`);
           continue;
         }
