@@ -2,6 +2,8 @@
 // `swm sync auto` (verbs/auto.ts). Logs to `.swm/daemon.log`; SIGTERM/SIGINT abort the running cycle cleanly and remove daemon.json.
 import { runAutoLoop, type DaemonArgs } from '../verbs/auto.js';
 import { logLine } from '../daemon/log.js';
+import { removePidRecord } from '../daemon/pidfile.js';
+import { swmPaths } from '../state/paths.js';
 
 async function main(): Promise<number> {
   const [workspace, json] = process.argv.slice(2);
@@ -19,6 +21,11 @@ async function main(): Promise<number> {
     });
   }
   process.on('SIGHUP', () => { /* detached: a closing terminal is not a reason to stop */ });
+  process.on('uncaughtException', (e) => {
+    logLine(`fatal: ${e.stack ?? e.message}`);
+    removePidRecord(swmPaths(workspace).daemon, process.pid); // no stale pid file
+    process.exit(1);
+  });
   return runAutoLoop({ ...args.target, workspace }, { interval: args.interval }, controller.signal);
 }
 

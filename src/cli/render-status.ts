@@ -30,9 +30,16 @@ export function statusLines(r: StatusReport): string[] {
 }
 
 /** autoStatusLines renders the daemon's state and the tail of its log. */
-export function autoStatusLines(id: string, r: AutoStatusReport & { watcher?: StatusReport['watcher'] }): string[] {
+export function autoStatusLines(
+  id: string,
+  r: AutoStatusReport & { watcher?: StatusReport['watcher']; totals?: { cycles: number; files: number; bytes: number; errors: number } },
+): string[] {
   const rows: [string, string][] = [['daemon', daemonText({ ...r, lastCycle: undefined })]];
   if (r.lastCycle) rows.push(['last cycle', cycleText(r.lastCycle)]);
+  if (r.totals) {
+    const t = r.totals;
+    rows.push(['totals', `${plural(t.cycles, 'cycle')}, ${plural(t.files, 'file')} pushed, ${formatBytes(t.bytes)}, ${plural(t.errors, 'error')}`]);
+  }
   if (r.watcher) rows.push(['watcher', watcherText(r.watcher)]);
   const lines = aligned(rows.map(([k, v]) => [k, k === 'daemon' ? `${id}: ${v}` : v]));
   if (r.logTail.length > 0) {

@@ -11,7 +11,7 @@ import { planRemoteDeletions } from '../engine/deletions.js';
 import { RunRecorder } from '../engine/commit.js';
 import { readState, type StateEntry } from '../state/store.js';
 import { readStamp, writeStamp } from '../state/stamp.js';
-import { checkWatcherCoverage, readJournalDeltas } from '../watch/journal.js';
+import { checkWatcherCoverage, readJournalDeltas, pruneJournal, isJournalCursor } from '../watch/journal.js';
 import { compareKeys } from '../keys.js';
 import { refusal, usageError } from '../errors.js';
 
@@ -59,6 +59,7 @@ export async function push(ctx: VerbContext, opts: PushOptions): Promise<Transfe
         bucket: ctx.target.bucket.text, dest: ctx.target.dest,
         ...(cursor !== undefined ? { journalCursor: cursor } : {}),
       });
+      if (isJournalCursor(cursor)) pruneJournal(root, cursor);
     }
     return summary;
   } finally {
@@ -77,12 +78,18 @@ async function planDeletion(session: SyncSession, opts: PushOptions): Promise<{ 
   if (!stamp || since === 0) {
     throw refusal('--delete needs a previous successful push or pull of this workspace', `run \`swm sync push ${session.target.id}\` first`);
   }
-  const coverage = checkWatcherCoverage(root, since, session.rules.fingerprint);
+  const coverage = checkWatcherCoverage(root, since, session.rules.fingerprint, session.target.id);
   if (!coverage.ok) throw refusal(`--delete refused: ${coverage.reason}`, coverage.hint);
   const deltas = opts.only
     ? { deleted: opts.only.deleted, cursor: opts.journalCursor }
     : readJournalDeltas(root, stamp.journalCursor as Parameters<typeof readJournalDeltas>[1]);
   const entries = await planRemoteDeletions(root, deltas.deleted, readState(session.stateFile), session.rules);
+  if (entries.length > 0 && (await workspaceIsEmpty(session))) {
+    throw refusal(
+      `--delete refused: the workspace ${root} has no files left, so it may be unmounted or wiped; nothing was deleted`,
+      'if you really mean to empty the bucket, delete the objects with your storage tool',
+    );
+  }
   if (opts.maxDelete !== undefined && entries.length > opts.maxDelete) {
     throw refusal(
       `--delete would delete ${entries.length} objects, more than --max-delete ${opts.maxDelete}; nothing was changed`,
@@ -90,6 +97,12 @@ async function planDeletion(session: SyncSession, opts: PushOptions): Promise<{ 
     );
   }
   return { entries, cursor: deltas.cursor };
+}
+
+/** workspaceIsEmpty: no file, link or folder survives the excludes (an empty or unmounted workspace never deletes). */
+async function workspaceIsEmpty(session: SyncSession): Promise<boolean> {
+  for await (const _ of scanWorkspace(session.target.workspace, session.rules, () => {})) return false;
+  return true;
 }
 
 /** runUploadPass: march the scan (or the journal's changed paths) against the state and upload what changed. */

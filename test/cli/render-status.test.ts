@@ -67,4 +67,15 @@ describe('autoStatusLines', () => {
     expect(lines[1]).toBe('last cycle  t1 error (0 files, 0 B): endpoint unreachable');
     expect(lines.slice(-3)).toEqual(['log (most recent last):', '  line one', '  line two']);
   });
+
+  it('shows the running totals of files, bytes and errors', () => {
+    const lines = autoStatusLines('demo', {
+      running: true,
+      pid: 9,
+      interval: 60,
+      logTail: [],
+      totals: { cycles: 3, files: 12, bytes: 2048, errors: 1 },
+    });
+    expect(lines).toContain('totals  3 cycles, 12 files pushed, 2.00 KiB, 1 error');
+  });
 });

@@ -1,0 +1,393 @@
+// Verb: auto. Start/restart/stop the detached auto-sync daemon, report its state, and the loop it runs: every interval,
+// journal deltas ─▶ coalesce ─▶ push only those paths (and mirror recorded deletions) ─▶ stamp + cursor.
+import { readdirSync, readFileSync, statSync, type Dirent } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { SyncTarget } from '../config/types.js';
+import type { AutoStatusReport, CycleRecord, PushOptions, TransferSummary } from './types.js';
+import { buildExcludeRules, type ExcludeRules } from '../engine/exclude.js';
+import { createProgress } from '../engine/progress.js';
+import { readStamp, type Stamp } from '../state/stamp.js';
+import { swmPaths } from '../state/paths.js';
+import { writeFileAtomicSync } from '../state/atomic.js';
+import { compareKeys } from '../keys.js';
+import { errnoCode, ExitCode, failure, isSwmError, refusal, usageError } from '../errors.js';
+import { compiledEntry, isProcessAlive, spawnDetached, stopProcess, waitFor, type ProcessIdentity } from '../daemon/process.js';
+import { claimPidRecord, inspectPidFile, readPidRecord, removePidRecord, writePidRecord, type PidRecord } from '../daemon/pidfile.js';
+import { logLine, logTail, rotateOpenLog } from '../daemon/log.js';
+import { checkWatcherCoverage, isJournalCursor, journalFiles, pruneJournal, readJournalDeltas } from '../watch/journal.js';
+import { liveWatcher } from '../watch/watcher-record.js';
+import { excludedSafely } from '../watch/subtree.js';
+import { watcherState, watchStart, watchStop } from './watch.js';
+
+/** DAEMON_SCRIPT is the file name of the daemon's entry (dist/cli/auto-daemon.js). */
+export const DAEMON_SCRIPT = 'auto-daemon.js';
+/** LOG_TAIL_LINES is how many daemon log lines `auto --status` shows. */
+const LOG_TAIL_LINES = 10;
+const START_TIMEOUT_MS = 15_000;
+/** WARNINGS_LOGGED caps the per-cycle warnings copied into daemon.log. */
+const WARNINGS_LOGGED = 5;
+
+/** DaemonOptions are what a running daemon was started with; starting again with other values restarts it. */
+export interface DaemonOptions {
+  interval: number;
+  bucket: string;
+  dest: string;
+  excludes: string[];
+}
+
+/** DaemonTotals add up every cycle since the daemon started. */
+export interface DaemonTotals {
+  cycles: number;
+  /** files uploaded plus remote objects deleted. */
+  files: number;
+  bytes: number;
+  /** cycles that ended in an error. */
+  errors: number;
+}
+
+/** DaemonRecord is daemon.json: the pid file of the auto daemon, with its options and its last cycle. */
+export interface DaemonRecord extends PidRecord {
+  workspace: string;
+  id: string;
+  options: DaemonOptions;
+  lastCycle?: CycleRecord;
+  totals: DaemonTotals;
+}
+
+/** AutoStatus is AutoStatusReport plus the running totals and the watcher's state. */
+export interface AutoStatus extends AutoStatusReport {
+  totals?: DaemonTotals;
+  watcher: ReturnType<typeof watcherState>;
+}
+
+/** DaemonArgs is the JSON the daemon process receives on its command line. */
+export interface DaemonArgs {
+  target: SyncTarget;
+  interval: number;
+}
+
+/** daemonIdentity is how the live daemon of this workspace is recognised (guards against pid reuse). */
+export function daemonIdentity(workspace: string): ProcessIdentity {
+  return { script: DAEMON_SCRIPT, arg: workspace };
+}
+
+function daemonOptions(target: SyncTarget, interval: number): DaemonOptions {
+  return { interval, bucket: target.bucket.text, dest: target.dest, excludes: [...target.excludes] };
+}
+
+function sameOptions(a: DaemonOptions, b: DaemonOptions): boolean {
+  return a.interval === b.interval && a.bucket === b.bucket && a.dest === b.dest
+    && a.excludes.length === b.excludes.length && a.excludes.every((x, i) => x === b.excludes[i]);
+}
+
+/** stampTime is when the last push or pull of this target started (undefined: none, or the stamp is for another bucket/dest). */
+export function stampTime(stamp: Stamp | undefined, target: SyncTarget): number | undefined {
+  if (!stamp) return undefined;
+  if (stamp.bucket !== undefined && (stamp.bucket !== target.bucket.text || stamp.dest !== target.dest)) return undefined;
+  const at = Math.max(stamp.lastPush?.at ?? 0, stamp.lastPull?.at ?? 0);
+  return at > 0 ? at : undefined;
+}
+
+/**
+ * autoStart starts the daemon, or restarts it when it runs with other options (interval, bucket, dest, excludes); with the
+ * same options it is left alone. Refuses (exit 4) without a previous successful push or pull of this target, unless force.
+ */
+export async function autoStart(target: SyncTarget, opts: { interval: number; force: boolean }): Promise<{ restarted: boolean; pid: number; alreadyRunning: boolean }> {
+  const ws = target.workspace;
+  try {
+    if (!statSync(ws).isDirectory()) throw usageError(`workspace ${ws} is not a folder`, 'pass the folder to sync as [path]');
+  } catch (e) {
+    if (errnoCode(e) === 'ENOENT') throw usageError(`workspace ${ws} does not exist`, 'create it first, or pull into it');
+    throw e;
+  }
+  if (!Number.isFinite(opts.interval) || opts.interval <= 0) throw usageError(`interval must be a positive number of seconds, not ${opts.interval}`);
+  buildExcludeRules(ws, target.excludes); // a bad pattern is a usage error now, not a failing daemon
+  if (!opts.force && stampTime(readStamp(ws), target) === undefined) {
+    throw refusal(
+      `auto-sync of ${target.id} needs a previous successful push or pull of this workspace to ${target.bucket.text}`,
+      `run \`swm sync push ${target.id}\` first, or pass --force to start anyway`,
+    );
+  }
+  const paths = swmPaths(ws);
+  const identity = daemonIdentity(ws);
+  const wanted = daemonOptions(target, opts.interval);
+  let restarted = false;
+  const state = inspectPidFile<DaemonRecord>(paths.daemon, identity);
+  if (state.kind === 'running') {
+    if (sameOptions(state.record.options, wanted)) return { restarted: false, pid: state.record.pid, alreadyRunning: true };
+    await stopProcess(state.record.pid, identity);
+    removePidRecord(paths.daemon, state.record.pid);
+    restarted = true;
+  } else if (state.kind === 'stale') {
+    removePidRecord(paths.daemon, state.record.pid);
+  }
+  const args: DaemonArgs = { target: { ...target, interval: opts.interval }, interval: opts.interval };
+  const script = compiledEntry(new URL('../cli/auto-daemon.js', import.meta.url));
+  const pid = spawnDetached(script, [ws, JSON.stringify(args)], paths.daemonLog);
+  const outcome = await waitFor(() => {
+    if (readPidRecord(paths.daemon)?.pid === pid) return 'ready' as const;
+    if (!isProcessAlive(pid, identity)) return 'exited' as const;
+    return undefined;
+  }, START_TIMEOUT_MS);
+  if (outcome !== 'ready') {
+    const other = inspectPidFile<DaemonRecord>(paths.daemon, identity);
+    if (other.kind === 'running') return { restarted, pid: other.record.pid, alreadyRunning: true }; // a concurrent start won
+    const why = logTail(paths.daemonLog, 1)[0] ?? 'no message';
+    throw failure(`the auto-sync daemon of ${target.id} did not start: ${why}`, undefined, `see ${paths.daemonLog}`);
+  }
+  return { restarted, pid, alreadyRunning: false };
+}
+
+/** autoStop stops the daemon (SIGTERM: it finishes or aborts its cycle; SIGKILL after 5 s). The watcher keeps running. */
+export async function autoStop(target: SyncTarget): Promise<{ wasRunning: boolean }> {
+  const ws = target.workspace;
+  const paths = swmPaths(ws);
+  const state = inspectPidFile<DaemonRecord>(paths.daemon, daemonIdentity(ws));
+  if (state.kind === 'none') return { wasRunning: false };
+  if (state.kind === 'stale') {
+    removePidRecord(paths.daemon, state.record.pid);
+    return { wasRunning: false };
+  }
+  const outcome = await stopProcess(state.record.pid, daemonIdentity(ws));
+  removePidRecord(paths.daemon, state.record.pid); // it removes its own on SIGTERM; not when killed
+  return { wasRunning: outcome !== 'not-running' };
+}
+
+/** daemonState is the daemon part of `swm sync status` (a dead pid counts as not running). */
+export function daemonState(workspace: string): { running: boolean; pid?: number; since?: string; interval?: number; lastCycle?: CycleRecord } {
+  const state = inspectPidFile<DaemonRecord>(swmPaths(workspace).daemon, daemonIdentity(workspace));
+  if (state.kind !== 'running') return { running: false };
+  const r = state.record;
+  return { running: true, pid: r.pid, since: new Date(r.startedAt).toISOString(), interval: r.options.interval, lastCycle: r.lastCycle };
+}
+
+/** autoStatus reports the daemon (running, pid, interval, last cycle, totals), the watcher, and the tail of daemon.log. */
+export async function autoStatus(target: SyncTarget): Promise<AutoStatus> {
+  const ws = target.workspace;
+  const paths = swmPaths(ws);
+  const state = inspectPidFile<DaemonRecord>(paths.daemon, daemonIdentity(ws));
+  let fingerprint = '';
+  try {
+    fingerprint = buildExcludeRules(ws, target.excludes).fingerprint;
+  } catch {
+    /* an invalid .swmignore: the watcher shows as drifted */
+  }
+  const base = { logTail: logTail(paths.daemonLog, LOG_TAIL_LINES), watcher: watcherState(ws, fingerprint) };
+  if (state.kind !== 'running') return { running: false, ...base };
+  const r = state.record;
+  return {
+    running: true,
+    pid: r.pid,
+    interval: r.options.interval,
+    since: new Date(r.startedAt).toISOString(),
+    lastCycle: r.lastCycle,
+    totals: r.totals,
+    ...base,
+  };
+}
+
+/** readRetry returns the paths the daemon must push again (they were changing while read last cycle). */
+function readRetry(workspace: string): string[] {
+  try {
+    const v = JSON.parse(readFileSync(journalFiles(workspace).retry, 'utf8')) as unknown;
+    return Array.isArray(v) ? v.filter((p): p is string => typeof p === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+function writeRetry(workspace: string, paths: readonly string[]): void {
+  writeFileAtomicSync(journalFiles(workspace).retry, JSON.stringify([...new Set(paths)].sort(compareKeys)) + '\n');
+}
+
+/** workspaceHasFiles tells whether any non-excluded file is left (an emptied or unmounted workspace mirrors no deletions). */
+function workspaceHasFiles(root: string, rules: ExcludeRules, dir = '', depth = 0): boolean {
+  let names: Dirent[];
+  try {
+    names = readdirSync(dir ? `${root}/${dir}` : root, { withFileTypes: true });
+  } catch {
+    return false;
+  }
+  for (const d of names) {
+    const rel = dir ? `${dir}/${d.name}` : d.name;
+    if (excludedSafely(rules, rel, d.isDirectory())) continue;
+    if (!d.isDirectory()) return true;
+    if (depth < 64 && workspaceHasFiles(root, rules, rel, depth + 1)) return true;
+  }
+  return false;
+}
+
+/** CycleMemory is what the loop carries from one cycle to the next. */
+interface CycleMemory {
+  /** a fingerprint drift that restarting the watcher did not cure ("old→new"): not retried every cycle. */
+  incurableDrift?: string;
+}
+
+/** ensureWatcher starts the watcher if none runs, and restarts it when its exclude fingerprint drifted. */
+async function ensureWatcher(target: SyncTarget, fingerprint: string, memory: CycleMemory): Promise<void> {
+  const ws = target.workspace;
+  const rec = liveWatcher(ws);
+  if (!rec) {
+    const { pid } = await watchStart(target);
+    logLine(`watcher started (pid ${pid})`);
+    return;
+  }
+  if (rec.fingerprint === fingerprint) return;
+  const drift = `${rec.fingerprint}→${fingerprint}`;
+  if (memory.incurableDrift === drift) return;
+  logLine(`the watcher's exclude fingerprint drifted (${drift}): restarting it`);
+  await watchStop(target);
+  const { pid } = await watchStart(target);
+  const now = liveWatcher(ws);
+  if (now && now.fingerprint !== fingerprint) {
+    memory.incurableDrift = `${now.fingerprint}→${fingerprint}`;
+    logLine(`warning: the restarted watcher (pid ${pid}) applies other excludes than this daemon (another swm version?): restart the daemon with \`swm sync auto ${target.id}\``);
+  } else {
+    logLine(`watcher restarted (pid ${pid})`);
+  }
+}
+
+/**
+ * runCycle is one auto-sync cycle. With a stamp, a journal cursor in it and a watcher that covered everything since, only the
+ * journal's changed paths are pushed and its recorded deletions mirrored; otherwise a full stateful push without deletions
+ * re-establishes the baseline. The stamp (with the new cursor) is written by push only once the remote has everything.
+ */
+async function runCycle(target: SyncTarget, signal: AbortSignal, memory: CycleMemory): Promise<CycleRecord> {
+  const ws = target.workspace;
+  const started = Date.now();
+  const at = new Date(started).toISOString();
+  let mode = 'journal';
+  try {
+    const rules = buildExcludeRules(ws, target.excludes);
+    await ensureWatcher(target, rules.fingerprint, memory);
+    const stamp = readStamp(ws);
+    const since = stampTime(stamp, target);
+    const cursor = isJournalCursor(stamp?.journalCursor) ? stamp.journalCursor : undefined;
+    const deltas = readJournalDeltas(ws, cursor);
+    const retry = readRetry(ws);
+    let fullReason: string | undefined;
+    if (since === undefined) fullReason = 'no previous push or pull of this target';
+    else if (!cursor) fullReason = 'the last sync did not record a journal position';
+    else {
+      const coverage = checkWatcherCoverage(ws, since, rules.fingerprint, target.id);
+      if (!coverage.ok) fullReason = coverage.reason;
+    }
+    if (!fullReason && deltas.changed.length === 0 && deltas.deleted.length === 0 && retry.length === 0) {
+      const idle: CycleRecord = { at, result: 'ok', files: 0, bytes: 0 };
+      logCycle(idle, started, 'nothing changed');
+      return idle;
+    }
+
+    const { push } = await import('./push.js');
+    const progress = createProgress();
+    const warnings: string[] = [];
+    progress.subscribe((ev) => {
+      if (ev.type === 'warning') warnings.push(ev.message);
+    });
+    const ctx = { target, progress, force: false, dryRun: false, signal };
+    let opts: PushOptions;
+    if (fullReason) {
+      mode = 'full';
+      const lost = deltas.deleted.length > 0 ? `; ${deltas.deleted.length} recorded deletions are not mirrored` : '';
+      logLine(`full push: ${fullReason}${lost}`);
+      opts = { raw: false, skipPull: false, delete: false, tar: false, journalCursor: deltas.cursor };
+    } else {
+      let deleted = deltas.deleted;
+      if (deleted.length > 0 && !workspaceHasFiles(ws, rules)) {
+        logLine(`the workspace has no files: ${deleted.length} recorded deletions are not mirrored`);
+        deleted = [];
+      }
+      const changed = [...new Set([...deltas.changed, ...retry])].sort(compareKeys);
+      opts = { raw: false, skipPull: false, delete: deleted.length > 0, tar: false, only: { changed, deleted }, journalCursor: deltas.cursor };
+    }
+    const summary: TransferSummary = await push(ctx, opts);
+    for (const w of warnings.slice(0, WARNINGS_LOGGED)) logLine(`warning: ${w}`);
+    if (warnings.length > WARNINGS_LOGGED) logLine(`(${warnings.length - WARNINGS_LOGGED} more warnings)`);
+
+    const stamped = summary.errors.length === 0 && summary.conflicts.length === 0;
+    writeRetry(ws, stamped ? summary.unstable : [...retry, ...summary.unstable]);
+    if (stamped) pruneJournal(ws, deltas.cursor);
+    const record: CycleRecord = {
+      at,
+      result: summary.conflicts.length > 0 ? 'conflicts' : summary.errors.length > 0 ? 'error' : 'ok',
+      files: summary.uploaded + summary.deletedRemote,
+      bytes: summary.bytes,
+    };
+    if (summary.conflicts.length > 0) {
+      record.error = `${summary.conflicts.length} conflicts (${summary.conflicts.slice(0, 3).join(', ')}): nothing uploaded; resolve them, then pull`;
+    } else if (summary.errors.length > 0) {
+      const first = summary.errors[0]!;
+      record.error = `${summary.errors.length} files failed (${first.path}: ${first.message}); retried next cycle`;
+    }
+    const deletedNote = summary.deletedRemote > 0 ? `, ${summary.deletedRemote} deleted remotely` : '';
+    const unstableNote = summary.unstable.length > 0 ? `, ${summary.unstable.length} still changing (next cycle)` : '';
+    logCycle(record, started, `${mode}${deletedNote}${unstableNote}`);
+    return record;
+  } catch (e) {
+    const message = (e as Error).message + (isSwmError(e) && e.hint ? ` (${e.hint})` : '');
+    const record: CycleRecord = isSwmError(e) && e.exitCode === ExitCode.refused
+      ? { at, result: 'skipped', files: 0, bytes: 0, error: `busy or refused: ${message}` }
+      : { at, result: 'error', files: 0, bytes: 0, error: signal.aborted ? 'interrupted by stop' : message };
+    logCycle(record, started, mode);
+    return record;
+  }
+}
+
+function logCycle(c: CycleRecord, started: number, note: string): void {
+  const seconds = ((Date.now() - started) / 1000).toFixed(2);
+  logLine(`cycle ${c.result}: ${c.files} files, ${c.bytes} bytes in ${seconds}s (${note})${c.error ? `: ${c.error}` : ''}`);
+}
+
+/**
+ * runAutoLoop is the daemon's body: claim daemon.json, run a cycle now and then every interval until signal aborts (SIGTERM:
+ * the running cycle's push is aborted cleanly), keep daemon.json's last cycle and totals current, remove it at the end.
+ * Resolves with the process exit code.
+ */
+export async function runAutoLoop(target: SyncTarget, opts: { interval: number }, signal: AbortSignal): Promise<number> {
+  const ws = target.workspace;
+  const paths = swmPaths(ws);
+  const record: DaemonRecord = {
+    pid: process.pid,
+    startedAt: Date.now(),
+    workspace: ws,
+    id: target.id,
+    options: daemonOptions(target, opts.interval),
+    totals: { cycles: 0, files: 0, bytes: 0, errors: 0 },
+  };
+  if (!claimPidRecord(paths.daemon, record)) {
+    const other = inspectPidFile<DaemonRecord>(paths.daemon, daemonIdentity(ws));
+    if (other.kind === 'running' && other.record.pid !== process.pid) {
+      logLine(`another auto-sync daemon (pid ${other.record.pid}) already runs for ${ws}; exiting`);
+      return 0;
+    }
+    if (other.kind === 'stale') removePidRecord(paths.daemon, other.record.pid);
+    if (!claimPidRecord(paths.daemon, record)) {
+      logLine('could not claim daemon.json; exiting');
+      return 1;
+    }
+  }
+  logLine(`auto-sync of ${target.id} started (pid ${process.pid}): every ${opts.interval}s to ${target.bucket.text}${target.dest ? ` under ${target.dest}` : ''}`);
+  const memory: CycleMemory = {};
+  try {
+    while (!signal.aborted) {
+      rotateOpenLog(paths.daemonLog);
+      const cycle = await runCycle(target, signal, memory);
+      record.lastCycle = cycle;
+      record.totals.cycles += 1;
+      record.totals.files += cycle.files;
+      record.totals.bytes += cycle.bytes;
+      if (cycle.result === 'error') record.totals.errors += 1;
+      if (readPidRecord(paths.daemon)?.pid !== process.pid) {
+        logLine('daemon.json was removed or taken over; exiting');
+        break;
+      }
+      writePidRecord(paths.daemon, record);
+      if (signal.aborted) break;
+      await sleep(opts.interval * 1000, undefined, { signal }).catch(() => {});
+    }
+  } finally {
+    removePidRecord(paths.daemon, process.pid);
+    logLine(`auto-sync of ${target.id} stopped`);
+  }
+  return 0;
+}
