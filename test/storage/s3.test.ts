@@ -1,0 +1,176 @@
+// The S3 backend against the test MinIO server: the conformance suite plus error mapping, addressing and region defaults.
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SwmError } from '../../src/errors.js';
+import { createS3Storage, describeS3Error, isLocalHost, MAX_PARTS, partSizeFor, type S3Spec } from '../../src/storage/s3.js';
+import { defineStorageConformance, listAll } from './conformance.js';
+
+const s3 = inject('s3');
+const credentials = { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey };
+const admin = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, credentials, maxAttempts: 1 });
+
+function specFor(bucket: string, s3Config: S3Spec['s3'] = { endpoint: s3.endpoint, region: s3.region }): S3Spec {
+  return { kind: 's3', provider: 'minio', bucket, text: `minio:${bucket}`, s3: s3Config };
+}
+
+async function freshBucket(): Promise<string> {
+  const name = `swm-storage-${randomBytes(4).toString('hex')}`;
+  await admin.send(new CreateBucketCommand({ Bucket: name }));
+  return name;
+}
+
+/** closedPort finds a loopback port nobody listens on. */
+function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function errorOf(p: Promise<unknown>): Promise<SwmError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(SwmError);
+  return e as SwmError;
+}
+
+afterAll(() => admin.destroy());
+
+defineStorageConformance('s3', async () => {
+  const bucket = await freshBucket();
+  const storage = createS3Storage(specFor(bucket), { credentials });
+  return {
+    storage,
+    cleanup: async () => {
+      await storage.abortStaleUploads('', 0);
+      await storage.delete((await listAll(storage, '')).map((o) => o.key));
+      await admin.send(new DeleteBucketCommand({ Bucket: bucket }));
+      await storage.close();
+    },
+  };
+}, { objectsUnderObjects: false /* MinIO hides `a/b` from listings while an object `a` exists */ });
+
+describe('s3 storage', () => {
+  let bucket: string;
+  beforeAll(async () => {
+    bucket = await freshBucket();
+  });
+
+  it('reaches a localhost endpoint with no pathStyle or region configured (path-style, us-east-1)', async () => {
+    const saved = { region: process.env.AWS_REGION, def: process.env.AWS_DEFAULT_REGION, cfg: process.env.AWS_CONFIG_FILE };
+    delete process.env.AWS_REGION;
+    delete process.env.AWS_DEFAULT_REGION;
+    process.env.AWS_CONFIG_FILE = '/nonexistent/swm-test-config';
+    try {
+      const storage = createS3Storage(specFor(bucket, { endpoint: s3.endpoint.replace('127.0.0.1', 'localhost') }), { credentials });
+      await storage.check();
+      await storage.put('hello', Buffer.from('hi'), { meta: { hash: '0123456789abcdef' } });
+      expect(await storage.head('hello')).toMatchObject({ size: 2, meta: { hash: '0123456789abcdef' } });
+      await storage.close();
+    } finally {
+      for (const [k, v] of [['AWS_REGION', saved.region], ['AWS_DEFAULT_REGION', saved.def], ['AWS_CONFIG_FILE', saved.cfg]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
+
+  it('takes credentials and the endpoint from the environment', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey, AWS_ENDPOINT_URL_S3: s3.endpoint });
+    try {
+      const storage = createS3Storage(specFor(bucket, {}));
+      await storage.check();
+      expect(await listAll(storage, 'nothing-here/')).toEqual([]);
+      await storage.close();
+    } finally {
+      process.env = saved;
+    }
+  });
+
+  it('maps a missing bucket to one line with exit 1', async () => {
+    const storage = createS3Storage(specFor('swm-no-such-bucket'), { credentials });
+    const err = await errorOf(storage.check());
+    expect(err.exitCode).toBe(1);
+    expect(err.message).toMatch(/^bucket minio:swm-no-such-bucket does not exist/);
+    expect(err.message).not.toContain('\n');
+    await storage.close();
+  });
+
+  it('maps bad credentials to "access denied" without ever showing the secret', async () => {
+    const secret = `sEcReT${randomBytes(12).toString('hex')}`;
+    const storage = createS3Storage(specFor(bucket), { credentials: { accessKeyId: 'swmwrongkey', secretAccessKey: secret } });
+    for (const attempt of [() => storage.check(), () => storage.put('x', Buffer.from('x'), { meta: {} }), () => listAll(storage, '')]) {
+      const err = await errorOf(attempt());
+      expect(err.exitCode).toBe(1);
+      expect(err.message).toMatch(/access denied to minio:/);
+      expect(`${err.message} ${err.hint ?? ''}`).toMatch(/AWS_ACCESS_KEY_ID/);
+      expect(err.message).not.toContain(secret);
+      expect(err.hint ?? '').not.toContain(secret);
+      expect(err.message).not.toContain('\n');
+    }
+    await storage.close();
+  });
+
+  it('fails fast with one line when the endpoint is unreachable', async () => {
+    const port = await closedPort();
+    const storage = createS3Storage(specFor(bucket, { endpoint: `http://127.0.0.1:${port}` }), { credentials });
+    const started = Date.now();
+    const err = await errorOf(storage.check());
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(err.exitCode).toBe(1);
+    expect(err.message).toBe(`cannot reach endpoint http://127.0.0.1:${port} for minio:${bucket}: ECONNREFUSED`);
+    await storage.close();
+  });
+
+  it('reports missing credentials clearly', async () => {
+    const saved = { ...process.env };
+    for (const k of Object.keys(process.env)) if (k.startsWith('AWS_')) delete process.env[k];
+    Object.assign(process.env, {
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/swm-credentials',
+      AWS_CONFIG_FILE: '/nonexistent/swm-config',
+    });
+    try {
+      const storage = createS3Storage(specFor(bucket));
+      const err = await errorOf(storage.check());
+      expect(err.exitCode).toBe(1);
+      expect(err.message).toMatch(/^no AWS credentials found/);
+      expect(err.hint).toMatch(/AWS_ACCESS_KEY_ID/);
+      await storage.close();
+    } finally {
+      process.env = saved;
+    }
+  });
+
+  it('describeS3Error masks secrets and keeps messages to one line', () => {
+    const secret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+    const e = Object.assign(new Error(`weird failure mentioning ${secret}\nsecond line`), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
+    const err = describeS3Error(e, { bucket: 's3:b', operation: 'put k', secrets: [secret] });
+    expect(err.message).toBe('put k in s3:b failed: InternalError (HTTP 500): weird failure mentioning ***');
+    expect(err.exitCode).toBe(1);
+  });
+
+  it('sizes parts to stay within 10,000 parts and at least 8 MiB', () => {
+    expect(partSizeFor(20 * 1024 * 1024)).toBe(8 * 1024 * 1024);
+    const tib = 1024 ** 4;
+    expect(Math.ceil(tib / partSizeFor(tib))).toBeLessThanOrEqual(MAX_PARTS);
+    expect(partSizeFor(tib) % (1024 * 1024)).toBe(0);
+  });
+
+  it('recognises endpoints that need path-style addressing', () => {
+    expect(isLocalHost('http://127.0.0.1:9000')).toBe(true);
+    expect(isLocalHost('http://[::1]:9000')).toBe(true);
+    expect(isLocalHost('http://localhost:9000')).toBe(true);
+    expect(isLocalHost('https://s3.eu-west-1.amazonaws.com')).toBe(false);
+    expect(isLocalHost('https://abc.r2.cloudflarestorage.com')).toBe(false);
+  });
+});
