@@ -20,6 +20,12 @@ export function tarLayerKey(dest: string, seq: number): string {
   return `${tarObjectKey(dest)}.d/${String(seq).padStart(6, '0')}-${randomBytes(4).toString('hex')}.tar`;
 }
 
+/** isLayerKey: key is one of dest's layer objects (`<dest>.tar.d/….tar`); only those may be deleted when layers are dropped. */
+export function isLayerKey(dest: string, key: string): boolean {
+  const prefix = `${tarObjectKey(dest)}.d/`;
+  return key.startsWith(prefix) && key.endsWith('.tar') && !key.slice(prefix.length).includes('/');
+}
+
 /** TarPart is one tar object of a snapshot: the base or a layer. `hash` is the xxh64 of the whole object. */
 export interface TarPart {
   key: string;
@@ -27,12 +33,15 @@ export interface TarPart {
   size: number;
   hash: string;
   files: number;
-  /** layers only: paths deleted since the previous layer (applied after this layer's entries). */
+  /**
+   * layers only: paths deleted since the previous layer, applied before this layer's entries are extracted (so a path
+   * that turned from a file into a folder, or back, is first removed, then written). Folders (empty ones) end in '/'.
+   */
   deleted?: string[];
   at: number;
 }
 
-/** TarManifest lists a snapshot: extract the base, then each layer in order, applying its deletions. */
+/** TarManifest lists a snapshot: extract the base, then for each layer in order apply its deletions and extract it. */
 export interface TarManifest {
   version: 1;
   base: TarPart;
@@ -49,6 +58,13 @@ export async function readTarManifest(storage: Storage, dest: string): Promise<{
   try {
     const manifest = JSON.parse(Buffer.concat(chunks).toString('utf8')) as TarManifest;
     if (manifest.version !== 1 || !manifest.base || !Array.isArray(manifest.layers)) throw new Error('unknown layout');
+    for (const part of [manifest.base, ...manifest.layers]) {
+      if (typeof part !== 'object' || part === null || typeof part.key !== 'string' || typeof part.etag !== 'string' ||
+          typeof part.size !== 'number' || typeof part.hash !== 'string') throw new Error('a part lacks its key, etag, size or hash');
+      if (part.deleted !== undefined && (!Array.isArray(part.deleted) || part.deleted.some((p) => typeof p !== 'string'))) {
+        throw new Error('a list of deleted paths is not a list of paths');
+      }
+    }
     return { manifest, etag: info.etag };
   } catch (e) {
     throw failure(`the tar manifest ${key} is unreadable (${(e as Error).message}); push --tar again to rewrite it`);

@@ -73,6 +73,8 @@ export interface ExtractTarOptions {
   signal?: AbortSignal;
   /** called after each entry is in place. */
   onEntry?(e: { path: string; type: ExtractedEntry['type']; size: number }): void;
+  /** an entry (already checked safe) for which this returns true is read past and not written (the caller's excludes). */
+  skip?(path: string, type: ExtractedEntry['type']): boolean;
 }
 
 /** Files up to this size are gathered in memory and written with synchronous calls (much faster for small files). */
@@ -269,6 +271,8 @@ class TarExtractor {
     const why = name.endsWith('/') ? 'a name ending in "/" that is not a folder' : unsafeRelativePath(name);
     if (why) throw refuseEntry(rawName, why);
     if (name === SWM_DIR || name.startsWith(SWM_DIR + '/')) throw refuseEntry(rawName, `${SWM_DIR}/ holds swm's own state and is never extracted`);
+    const kind = header.type === 'directory' ? 'dir' : header.type === 'symlink' ? 'symlink' : header.type === 'file' || header.type === 'contiguous-file' ? 'file' : undefined;
+    if (kind !== undefined && this.opts.skip?.(name, kind)) return void (await drain(data));
     const mode = header.mode & 0o777;
     const mtimeMs = parsePaxTime((header.pax as Record<string, string> | null | undefined)?.mtime) ?? header.mtime.getTime();
     switch (header.type) {
@@ -353,7 +357,7 @@ class TarExtractor {
       try {
         for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
         fchmodSync(fd, mode);
-        futimesSync(fd, Date.now() / 1000, mtimeMs / 1000);
+        futimesSync(fd, Date.now() / 1000, utimeSeconds(mtimeMs));
         closeSync(fd);
       } catch (e) {
         closeQuietly(fd);
@@ -380,7 +384,7 @@ class TarExtractor {
         written += batchBytes;
         if (written !== size) throw new Error(`entry ${JSON.stringify(rawName)} has ${written} of its ${size} bytes`);
         await fh.chmod(mode);
-        await fh.utimes(Date.now() / 1000, mtimeMs / 1000);
+        await fh.utimes(Date.now() / 1000, utimeSeconds(mtimeMs));
         await fh.close();
       } catch (e) {
         await fh.close().catch(() => {});
@@ -417,7 +421,7 @@ class TarExtractor {
     const tmp = tempPathBeside(abs);
     symlinkSync(target, tmp);
     try {
-      lutimesSync(tmp, Date.now() / 1000, mtimeMs / 1000);
+      lutimesSync(tmp, Date.now() / 1000, utimeSeconds(mtimeMs));
       this.clearWayFor(rel, rawName, abs);
       renameSync(tmp, abs);
     } catch (e) {
@@ -431,7 +435,7 @@ class TarExtractor {
     for (let i = this.dirsToFinish.length - 1; i >= 0; i--) {
       const { abs, mode, mtimeMs } = this.dirsToFinish[i]!;
       chmodSync(abs, mode);
-      utimesSync(abs, Date.now() / 1000, mtimeMs / 1000);
+      utimesSync(abs, Date.now() / 1000, utimeSeconds(mtimeMs));
     }
   }
 }
@@ -474,6 +478,15 @@ function tempPathBeside(abs: string): string {
   const tmp = tempPathFor(abs);
   if (Buffer.byteLength(basename(tmp)) <= NAME_MAX) return tmp;
   return join(dirname(abs), `${TEMP_INFIX}${randomBytes(8).toString('hex')}`);
+}
+
+/**
+ * utimeSeconds converts an mtime in ms (microsecond precision, as pax records carry it) to the seconds utimes takes.
+ * A double holds a 2020s time only to ~0.12 µs and the kernel truncates it, so `ms / 1000` could land just below the
+ * recorded microsecond, a millisecond early when that is a whole one; a quarter-microsecond bias lands it inside.
+ */
+function utimeSeconds(mtimeMs: number): number {
+  return (Math.round(mtimeMs * 1000) + 0.25) / 1_000_000;
 }
 
 function padded(size: number): number {
