@@ -16,7 +16,7 @@ import { compareKeys } from '../keys.js';
 import { usageError } from '../errors.js';
 import { watcherState } from './watch.js';
 import { daemonState } from './auto.js';
-import { tarObjectKey } from '../engine/tar-layout.js';
+import { tarObjectKey, readTarManifest } from '../engine/tar-layout.js';
 
 const SAMPLE = 10;
 
@@ -87,10 +87,18 @@ export async function status(target: SyncTarget, opts: { remote: boolean }): Pro
         else if (d.kind === 'conflict') conflicts.add(d.path);
       }
       report.remote = { toDownload: toDownload.value, toDeleteLocal: toDeleteLocal.value, conflicts: conflicts.value };
-      const tarHead = await session.storage.head(tarObjectKey(target.dest));
-      report.tar = tarHead
-        ? { exists: true, size: tarHead.size, at: tarHead.lastModified ? new Date(tarHead.lastModified).toISOString() : undefined }
-        : { exists: false };
+      // a layered snapshot weighs its base plus its layers; a plain `<dest>.tar` is just that object
+      const manifest = await readTarManifest(session.storage, target.dest);
+      const tarHead = manifest ? undefined : await session.storage.head(tarObjectKey(target.dest));
+      if (manifest) {
+        const parts = [manifest.manifest.base, ...manifest.manifest.layers];
+        const newest = Math.max(...parts.map((p) => p.at));
+        report.tar = { exists: true, size: parts.reduce((n, p) => n + p.size, 0), at: newest > 0 ? new Date(newest).toISOString() : undefined };
+      } else {
+        report.tar = tarHead
+          ? { exists: true, size: tarHead.size, at: tarHead.lastModified ? new Date(tarHead.lastModified).toISOString() : undefined }
+          : { exists: false };
+      }
     } finally {
       await session.close();
     }

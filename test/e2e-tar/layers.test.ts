@@ -61,8 +61,14 @@ describe.each(BACKENDS)('incremental push --tar on $name', (factory) => {
     writeTree(a, { 'link-to-file': { symlink: 'run.sh' } });
     const inc2 = await t.sync('push', a, '--tar', '--json');
     expect(inc2.code, inc2.stderr).toBe(0);
-    expect(await layerObjects(backend)).toHaveLength(2);
+    const layers2 = await layerObjects(backend);
+    expect(layers2).toHaveLength(2);
     expect((await backend.read(tarKey(backend.dest)))!.etag).toBe(base.etag);
+    // status --remote weighs the whole snapshot: base plus every layer
+    const status = await t.sync('status', a, '--remote', '--json');
+    expect(status.code, status.stderr).toBe(0);
+    const report = JSON.parse(status.stdout.trim().split('\n').pop()!) as { tar?: { exists: boolean; size?: number } };
+    expect(report.tar).toMatchObject({ exists: true, size: base.body.length + layers2.reduce((n, l) => n + l.size, 0) });
 
     // pull --tar still restores the full tree: into a new folder, and over the copy pulled before the layers
     const c = t.scratch.path('pulled after layers');
