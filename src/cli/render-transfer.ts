@@ -43,10 +43,13 @@ const PLANNED: Record<FileAction, string> = {
   skip: 'would skip',
 };
 
-/** exitCodeOf picks the exit code of a finished push/pull: conflicts → 3, per-path errors → 1, else 0. */
+/**
+ * exitCodeOf picks the exit code of a finished push/pull: conflicts → 3, per-path errors → 1 (2 when one of them was bad
+ * input, e.g. an object key refused for escaping the workspace), else 0.
+ */
 export function exitCodeOf(summary: TransferSummary): ExitCode {
   if (summary.conflicts.length > 0) return ExitCode.conflicts;
-  if (summary.errors.length > 0) return ExitCode.failed;
+  if (summary.errors.length > 0) return summary.errors.some((e) => e.exitCode === ExitCode.usage) ? ExitCode.usage : ExitCode.failed;
   return ExitCode.ok;
 }
 
@@ -123,7 +126,8 @@ export function renderTransfer(progress: Observable<ProgressEvent>, out: Output,
       }
       case 'warning':
         if (event.path !== undefined) problemPaths.add(event.path);
-        out.warning(`swm: warning: ${event.path !== undefined ? `${event.path}: ` : ''}${event.message}`);
+        // engine messages often name their path already (they also go to the daemon log, which has no path column)
+        out.warning(`swm: warning: ${event.path !== undefined && !startsWithPath(event.message, event.path) ? `${event.path}: ` : ''}${event.message}`);
         break;
       case 'conflict':
         conflictsShown.add(event.path);
@@ -170,6 +174,11 @@ export function renderTransfer(progress: Observable<ProgressEvent>, out: Output,
       out.clearStatus();
     },
   };
+}
+
+/** startsWithPath: the message already opens with the path ("a.txt: …", "a.txt changed …"), so it is not prefixed again. */
+function startsWithPath(message: string, path: string): boolean {
+  return message.startsWith(path) && (message[path.length] === ':' || message[path.length] === ' ');
 }
 
 function sizeNote(size: number | undefined): string {

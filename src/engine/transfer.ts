@@ -1,17 +1,19 @@
 // Stage: move bytes. Upload a local entry (hashed and torn-checked in the same read), download an object (verified, temp + rename), delete a local file.
-import { createReadStream, createWriteStream, mkdirSync, realpathSync, symlinkSync, renameSync, unlinkSync, chmodSync, utimesSync, lstatSync, fstatSync, openSync, closeSync, rmdirSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, realpathSync, symlinkSync, renameSync, unlinkSync, chmodSync, utimesSync, lstatSync, openSync, closeSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Transform } from 'node:stream';
+import { pipeline as pipeStreams, Transform } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Storage } from '../storage/types.js';
 import type { StateEntry } from '../state/store.js';
 import { tempPathFor } from '../state/atomic.js';
-import { errnoCode, failure, SwmError, ExitCode } from '../errors.js';
+import { errnoCode, failure, isSwmError, SwmError, ExitCode } from '../errors.js';
 import { readAndHash, hashBytes, xxh, hex64, ChangedWhileReading } from './hash.js';
 import { metaFor, type RemoteEntry } from './remote.js';
 import { statLocal, type LocalEntry } from './scan.js';
-import { sameStat, stateOf } from './plan.js';
+import { remoteSeen, sameStat, stateOf } from './plan.js';
 import type { ProgressSink } from './progress.js';
+import type { ResumableUploads } from './resumable-upload.js';
 
 export interface TransferContext {
   root: string;
@@ -19,11 +21,16 @@ export interface TransferContext {
   dest: string;
   progress: ProgressSink;
   signal?: AbortSignal;
+  /** resume records of this target (push on a storage that can resume): big files go through resumable multipart uploads. */
+  uploads?: ResumableUploads;
 }
 
-/** UploadOutcome: uploaded (new state), unchanged content (state refresh only), or unstable (changed while read: next time). */
+/**
+ * UploadOutcome: uploaded (new state; `bytes` sent now, `resumed` bytes stored by an interrupted earlier run and not sent
+ * again), unchanged content (state refresh only), or unstable (changed while read: next time).
+ */
 export type UploadOutcome =
-  | { kind: 'uploaded'; entry: StateEntry; bytes: number }
+  | { kind: 'uploaded'; entry: StateEntry; bytes: number; resumed?: number }
   | { kind: 'unchanged'; entry: StateEntry }
   | { kind: 'unstable'; path: string };
 
@@ -33,6 +40,7 @@ export type UploadOutcome =
  */
 export async function uploadEntry(local: LocalEntry, base: StateEntry | undefined, ctx: TransferContext): Promise<UploadOutcome> {
   const key = ctx.dest + local.path;
+  assertKeyFits(key);
   const abs = join(ctx.root, local.path);
   let hash: string;
   let body: Buffer | undefined;
@@ -50,7 +58,7 @@ export async function uploadEntry(local: LocalEntry, base: StateEntry | undefine
     hash = await hashBytes(body);
   }
   if (base && base.hash === hash && base.mode === local.mode && base.type === local.type && base.target === local.target) {
-    return { kind: 'unchanged', entry: { ...stateOf(local, hash), etag: base.etag } };
+    return { kind: 'unchanged', entry: { ...stateOf(local, hash), etag: base.etag, ...(base.remoteTime !== undefined ? { remoteTime: base.remoteTime } : {}) } };
   }
   const meta = metaFor(local, hash);
   const onProgress = (bytes: number) => ctx.progress.next({ type: 'bytes', path: local.path, bytes, total: local.size });
@@ -58,16 +66,60 @@ export async function uploadEntry(local: LocalEntry, base: StateEntry | undefine
     const { etag } = await ctx.storage.put(key, body, { size: body.length, meta, signal: ctx.signal, onProgress });
     return { kind: 'uploaded', entry: { ...stateOf(local, hash), etag }, bytes: body.length };
   }
-  // big file: stream it, then check nothing moved while it was sent
+  if (ctx.uploads?.applies(local.size)) {
+    // resumable multipart upload: continues the parts an interrupted push left, checks the bytes against the hash as it reads
+    const out = await ctx.uploads.upload(
+      { key, abs, size: local.size, mtimeMs: local.mtimeMs, mode: local.mode, hash, meta },
+      { signal: ctx.signal, onProgress },
+    );
+    if (out.kind === 'changed') return { kind: 'unstable', path: local.path };
+    return { kind: 'uploaded', entry: { ...stateOf(local, hash), etag: out.etag }, bytes: out.sent, resumed: out.resumed };
+  }
+  // big file: stream exactly the bytes that were hashed, checking on the way that they still hash the same. A file changed
+  // since the hash pass fails its body before the end, and the backends store nothing whose body did not end cleanly: the
+  // object never holds bytes other than the ones its swm-hash names (the old version stays until the next try)
   const fd = openSync(abs, 'r');
+  const check = contentCheck(abs, hash, await xxh());
   try {
-    const stream = createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 });
-    const { etag } = await ctx.storage.put(key, stream, { size: local.size, meta, signal: ctx.signal, onProgress });
-    const after = fstatSync(fd);
-    if (after.size !== local.size || Math.floor(after.mtimeMs) !== local.mtimeMs) return { kind: 'unstable', path: local.path };
+    const stream = createReadStream('', { fd, autoClose: false, start: 0, end: local.size - 1, highWaterMark: 1 << 20 });
+    let etag: string;
+    try {
+      ({ etag } = await ctx.storage.put(key, pipeStreams(stream, check.stream, () => {}), { size: local.size, meta, signal: ctx.signal, onProgress }));
+    } catch (e) {
+      if (check.mismatch()) return { kind: 'unstable', path: local.path };
+      throw e;
+    }
     return { kind: 'uploaded', entry: { ...stateOf(local, hash), etag }, bytes: local.size };
   } finally {
     closeSync(fd);
+  }
+}
+
+/** contentCheck passes a file's bytes through, failing the stream at its end when they do not hash to `expected`. */
+function contentCheck(path: string, expected: string, hasher: Awaited<ReturnType<typeof xxh>>): { stream: Transform; mismatch: () => boolean } {
+  const h = hasher.create64();
+  let mismatch = false;
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      h.update(chunk);
+      done(null, chunk);
+    },
+    flush(done) {
+      mismatch = hex64(h.digest()) !== expected;
+      done(mismatch ? new ChangedWhileReading(path) : null);
+    },
+  });
+  return { stream, mismatch: () => mismatch };
+}
+
+/** MAX_KEY_BYTES is S3's limit on an object key in UTF-8 bytes; every backend holds to it, so a workspace pushes alike everywhere. */
+export const MAX_KEY_BYTES = 1024;
+
+/** assertKeyFits refuses (exit 1, for this path only) a key longer than S3 accepts, before any byte is read or sent. */
+function assertKeyFits(key: string): void {
+  const bytes = Buffer.byteLength(key, 'utf8');
+  if (bytes > MAX_KEY_BYTES) {
+    throw failure(`object key is ${bytes} bytes, over S3's limit of ${MAX_KEY_BYTES}: not uploaded; shorten the path or -d/--dest, or exclude it with -x`);
   }
 }
 
@@ -113,16 +165,53 @@ export type DownloadOutcome =
   | { kind: 'changed-locally'; path: string };
 
 /**
+ * DOWNLOAD_ATTEMPTS bounds how often one object is fetched when its body breaks off, stalls or fails its xxh64: the SDK
+ * retries a GET only until the headers arrive, so what goes wrong in the body is retried here (with jittered backoff).
+ */
+export const DOWNLOAD_ATTEMPTS = 5;
+
+/** ContentMismatch: the bytes received do not hash to the object's swm-hash (a cut or corrupt body): retried, then reported. */
+class ContentMismatch extends SwmError {}
+
+/** retryableDownloadError: the body broke off (reset, truncated, idle timeout) or arrived corrupt; not a local or SDK-final failure. */
+function retryableDownloadError(e: unknown): boolean {
+  if (e instanceof ContentMismatch) return true;
+  if (isSwmError(e)) return false; // already described by the storage layer, after its own retries
+  const err = e as { name?: string; code?: string; message?: string; syscall?: string };
+  if (err?.syscall !== undefined && err.syscall !== 'read') return false; // open/write/rename in the workspace: local
+  return err?.name === 'TimeoutError' || err?.message === 'aborted' || ['ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'ERR_STREAM_PREMATURE_CLOSE'].includes(err?.code ?? '');
+}
+
+/**
  * downloadEntry writes one remote object into the workspace: to a temp name in the same folder, verified against the
- * object's xxh64, mode and mtime restored, then renamed into place — readers never see a partial file.
+ * object's xxh64, mode and mtime restored, then renamed into place — readers never see a partial file. A body that
+ * breaks off or fails its hash is fetched again (DOWNLOAD_ATTEMPTS in all); the temp file of a failed attempt is removed.
  */
 export async function downloadEntry(remote: RemoteEntry, expectedLocal: LocalEntry | undefined, ctx: TransferContext, overwrite: boolean): Promise<DownloadOutcome> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await downloadOnce(remote, expectedLocal, ctx, overwrite);
+    } catch (e) {
+      if (ctx.signal?.aborted || !retryableDownloadError(e)) throw e;
+      if (attempt >= DOWNLOAD_ATTEMPTS) {
+        if (e instanceof ContentMismatch) throw e;
+        throw failure(`download of ${remote.path} broke off ${attempt} times (last: ${(e as Error).message}); nothing partial was written, pull again`, e);
+      }
+      await sleep(Math.random() * Math.min(5_000, 200 * 2 ** attempt), undefined, ctx.signal ? { signal: ctx.signal } : undefined);
+    }
+  }
+}
+
+async function downloadOnce(remote: RemoteEntry, expectedLocal: LocalEntry | undefined, ctx: TransferContext, overwrite: boolean): Promise<DownloadOutcome> {
   const { path } = remote;
   if (path.endsWith('/')) {
     const rel = path.slice(0, -1);
     ensureFolder(ctx.root, rel, path);
+    // the listing carries no metadata: read the folder's mode from the object, so a 0700 empty folder stays 0700
+    const mode = (await ctx.storage.head(ctx.dest + path))?.meta?.mode;
+    if (mode !== undefined) chmodSync(join(ctx.root, rel), mode & 0o7777);
     const st = lstatSync(join(ctx.root, rel));
-    return { kind: 'downloaded', entry: { path, type: 'dir', size: 0, mtimeMs: Math.floor(st.mtimeMs), mode: st.mode & 0o7777, hash: await hashBytes(''), etag: remote.info.etag }, bytes: 0 };
+    return { kind: 'downloaded', entry: { path, type: 'dir', size: 0, mtimeMs: Math.floor(st.mtimeMs), mode: st.mode & 0o7777, hash: await hashBytes(''), ...remoteSeen(remote.info) }, bytes: 0 };
   }
   const slash = path.lastIndexOf('/');
   const folder = ensureFolder(ctx.root, slash < 0 ? '' : path.slice(0, slash), path);
@@ -177,7 +266,7 @@ export async function downloadEntry(remote: RemoteEntry, expectedLocal: LocalEnt
     throw e;
   }
   const written = statLocal(ctx.root, path)!;
-  return { kind: 'downloaded', entry: { ...stateOf(written, meta.hash ?? hex64(h.digest())), etag: info.etag }, bytes };
+  return { kind: 'downloaded', entry: { ...stateOf(written, meta.hash ?? hex64(h.digest())), ...remoteSeen(info) }, bytes };
 }
 
 /**
@@ -191,7 +280,7 @@ export function setMtimeMs(path: string, ms: number): void {
 
 function verifyHash(path: string, expected: string | undefined, actual: string): void {
   if (expected !== undefined && expected !== actual) {
-    throw failure(`${path}: downloaded content does not match its xxh64 (${actual} ≠ ${expected}); the object is corrupt or was changed behind swm's back, nothing written`);
+    throw new ContentMismatch(ExitCode.failed, `${path}: downloaded content does not match its xxh64 (${actual} ≠ ${expected}); the object is corrupt or was changed behind swm's back, nothing written`);
   }
 }
 

@@ -1,8 +1,9 @@
 // The transfer lock: one push/pull/auto cycle per workspace at a time (`.swm/lock` holds the pid). `-f` kills the holder.
-import { openSync, writeSync, closeSync, readFileSync, unlinkSync, mkdirSync } from 'node:fs';
+import { openSync, writeSync, closeSync, readFileSync, unlinkSync, mkdirSync, existsSync, accessSync, constants as fsConstants } from 'node:fs';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { swmPaths } from './paths.js';
-import { errnoCode, refusal } from '../errors.js';
+import { errnoCode, failure, refusal, type SwmError } from '../errors.js';
 
 interface LockRecord {
   pid: number;
@@ -38,6 +39,8 @@ function readLock(file: string): LockRecord | undefined {
 /** WorkspaceLock is a held lock; release() is idempotent and also runs at process exit. */
 export interface WorkspaceLock {
   release(): void;
+  /** set when the lock was taken from a process that died holding it (or was stopped by -f): it may have left temp files. */
+  readonly takenFrom?: { pid: number; verb: string };
 }
 
 /**
@@ -47,13 +50,18 @@ export interface WorkspaceLock {
  */
 export async function acquireLock(workspace: string, verb: string, force: boolean): Promise<WorkspaceLock> {
   const paths = swmPaths(workspace);
-  mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  try {
+    mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw unwritableWorkspace(workspace, paths.dir, e);
+  }
+  let takenFrom: { pid: number; verb: string } | undefined;
   for (let attempt = 0; attempt < 50; attempt++) {
     let fd: number;
     try {
       fd = openSync(paths.lock, 'wx', 0o600);
     } catch (e) {
-      if (errnoCode(e) !== 'EEXIST') throw e;
+      if (errnoCode(e) !== 'EEXIST') throw unwritableWorkspace(workspace, paths.lock, e);
       const holder = readLock(paths.lock);
       if (holder && holder.pid !== process.pid && processAlive(holder.pid)) {
         if (!force) {
@@ -68,6 +76,7 @@ export async function acquireLock(workspace: string, verb: string, force: boolea
         await sleep(50);
         continue;
       }
+      if (holder?.pid !== process.pid) takenFrom = { pid: holder?.pid ?? 0, verb: holder?.verb ?? 'run' };
       try { unlinkSync(paths.lock); } catch { /* raced with another taker */ }
       continue;
     }
@@ -84,9 +93,45 @@ export async function acquireLock(workspace: string, verb: string, force: boolea
       }
     };
     process.on('exit', release);
-    return { release };
+    return takenFrom ? { release, takenFrom } : { release };
   }
   throw refusal('could not take the workspace lock (it keeps changing hands)', 'retry in a moment');
+}
+
+/** WRITE_PROBLEMS words the errnos that stop swm from writing in a workspace. */
+const WRITE_PROBLEMS: Record<string, string> = {
+  EROFS: 'read-only file system',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOSPC: 'the disk is full',
+  EDQUOT: 'the disk quota is exceeded',
+};
+
+/**
+ * writeProblem says why creating `path` failed. A recursive mkdir reports EROFS (and some EACCES) as ENOENT, so for
+ * ENOENT the nearest existing folder is asked whether it is writable.
+ */
+export function writeProblem(path: string, error: unknown): string {
+  let code = errnoCode(error);
+  if (code === 'ENOENT') {
+    let dir = dirname(path);
+    while (dir !== dirname(dir) && !existsSync(dir)) dir = dirname(dir);
+    try {
+      accessSync(dir, fsConstants.W_OK);
+    } catch (e) {
+      code = errnoCode(e) ?? code;
+    }
+  }
+  return (code !== undefined ? WRITE_PROBLEMS[code] : undefined) ?? code ?? String(error);
+}
+
+/** unwritableWorkspace is the one-line failure (exit 1) when swm cannot write its `.swm/` folder in the workspace. */
+function unwritableWorkspace(workspace: string, path: string, error: unknown): SwmError {
+  return failure(
+    `cannot write in workspace ${workspace} (${writeProblem(path, error)}): swm keeps its lock and state in .swm/ there`,
+    error,
+    'make the workspace writable (remount it read-write, fix its permissions or free space) and run again',
+  );
 }
 
 /** lockHolder returns the live holder of the workspace lock, if any. */

@@ -7,6 +7,8 @@ import { isIP } from 'node:net';
 import { Transform, pipeline, type Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -14,8 +16,10 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -29,12 +33,16 @@ import { StorageError } from './storage-error.js';
 import {
   INVALID_RANGE,
   NO_SUCH_KEY,
+  NO_SUCH_UPLOAD,
   PRECONDITION_FAILED,
   type ByteRange,
   type GetResult,
+  type MultipartUploads,
   type ObjectInfo,
+  type ObjectMeta,
   type PutOptions,
   type Storage,
+  type UploadedPart,
 } from './types.js';
 
 // The SDK warns on Node < 22 when the first client is built; swm supports Node 20 on purpose.
@@ -141,6 +149,9 @@ export function describeS3Error(e: unknown, context: S3ErrorContext): SwmError {
   } else if (name === 'NoSuchKey') {
     code = NO_SUCH_KEY;
     message = `${context.operation} in ${context.bucket}: the object does not exist`;
+  } else if (name === 'NoSuchUpload') {
+    code = NO_SUCH_UPLOAD;
+    message = `${context.operation} in ${context.bucket}: the multipart upload no longer exists (completed or aborted)`;
   } else if (name === 'InvalidRange' || status === 416) {
     code = INVALID_RANGE;
     message = `${context.operation} in ${context.bucket}: the range starts beyond the object's end`;
@@ -209,7 +220,14 @@ export function createS3Storage(spec: S3Spec, options: S3StorageOptions = {}): S
 
 class S3Storage implements Storage {
   readonly description: string;
-  readonly features = { resumableMultipart: false };
+  readonly features = { resumableMultipart: true };
+  readonly multipart: MultipartUploads = {
+    create: (key, meta) => this.createMultipart(key, meta),
+    uploadPart: (key, uploadId, partNumber, body, signal) => this.uploadPart(key, uploadId, partNumber, body, signal),
+    listParts: (key, uploadId) => this.listParts(key, uploadId),
+    complete: (key, uploadId, parts) => this.completeMultipart(key, uploadId, parts),
+    abort: (key, uploadId) => this.abortMultipart(key, uploadId),
+  };
   private readonly client: S3Client;
   private readonly bucket: string;
   private readonly endpoint: string | undefined;
@@ -446,7 +464,78 @@ class S3Storage implements Storage {
     await Promise.all(Array.from({ length: Math.min(32, keys.length) }, worker));
   }
 
-  async abortStaleUploads(prefix: string, olderThanMs: number): Promise<number> {
+  private async createMultipart(key: string, meta: ObjectMeta): Promise<string> {
+    try {
+      const r = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key, Metadata: encodeMeta(meta) }));
+      if (!r.UploadId) throw failure(`start upload of ${key} in ${this.description}: the server returned no upload id`);
+      return r.UploadId;
+    } catch (e) {
+      throw this.fail(e, `start upload of ${key}`);
+    }
+  }
+
+  private async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer, signal?: AbortSignal): Promise<string> {
+    signal?.throwIfAborted();
+    try {
+      const r = await this.client.send(
+        new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length }),
+        { abortSignal: signal },
+      );
+      if (!r.ETag) throw failure(`upload part ${partNumber} of ${key} in ${this.description}: the server returned no etag`);
+      return normalizeEtag(r.ETag);
+    } catch (e) {
+      if (signal?.aborted) throw signal.reason;
+      throw this.fail(e, `upload part ${partNumber} of ${key}`);
+    }
+  }
+
+  private async listParts(key: string, uploadId: string): Promise<UploadedPart[] | undefined> {
+    const parts: UploadedPart[] = [];
+    let marker: string | undefined;
+    for (;;) {
+      let page;
+      try {
+        page = await this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }));
+      } catch (e) {
+        if ((e as { name?: string }).name === 'NoSuchUpload') return undefined;
+        throw this.fail(e, `list parts of the upload of ${key}`);
+      }
+      for (const p of page.Parts ?? []) {
+        if (p.PartNumber === undefined || !p.ETag) continue;
+        parts.push({ partNumber: p.PartNumber, etag: normalizeEtag(p.ETag), size: p.Size ?? 0 });
+      }
+      if (!page.IsTruncated || page.NextPartNumberMarker === undefined || page.NextPartNumberMarker === marker) break;
+      marker = page.NextPartNumberMarker;
+    }
+    return parts.sort((a, b) => a.partNumber - b.partNumber);
+  }
+
+  private async completeMultipart(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<{ etag: string }> {
+    try {
+      const r = await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: `"${p.etag}"` })) },
+        }),
+      );
+      return { etag: normalizeEtag(r.ETag) };
+    } catch (e) {
+      throw this.fail(e, `complete upload of ${key}`);
+    }
+  }
+
+  private async abortMultipart(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }));
+    } catch (e) {
+      if ((e as { name?: string }).name === 'NoSuchUpload') return; // completed or aborted already
+      throw this.fail(e, `abort upload of ${key}`);
+    }
+  }
+
+  async abortStaleUploads(prefix: string, olderThanMs: number, keep?: ReadonlySet<string>): Promise<number> {
     const cutoff = Date.now() - olderThanMs;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -469,7 +558,7 @@ class S3Storage implements Storage {
         continue;
       }
       for (const u of page.Uploads ?? []) {
-        if (!u.Key || !u.UploadId || !u.Key.startsWith(prefix)) continue;
+        if (!u.Key || !u.UploadId || !u.Key.startsWith(prefix) || keep?.has(u.UploadId)) continue;
         if (u.Initiated && u.Initiated.getTime() >= cutoff) continue;
         try {
           await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key, UploadId: u.UploadId }));

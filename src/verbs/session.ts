@@ -1,13 +1,14 @@
 // What push, pull and status share before any transfer: workspace checks, storage opened and checked, excludes, lock, state validated.
-import { statSync, mkdirSync } from 'node:fs';
+import { existsSync, statSync, mkdirSync } from 'node:fs';
 import type { SyncTarget } from '../config/types.js';
 import type { Storage } from '../storage/types.js';
 import { openStorage } from '../storage/open.js';
 import { buildExcludeRules, type ExcludeRules } from '../engine/exclude.js';
 import type { ProgressSink } from '../engine/progress.js';
-import { acquireLock, type WorkspaceLock } from '../state/lock.js';
+import { acquireLock, writeProblem, type WorkspaceLock } from '../state/lock.js';
+import { removeStaleSwmTemps, removeStaleWorkspaceTemps } from '../state/stale-temps.js';
 import { validateState, discardState, stateFileFor } from '../state/store.js';
-import { errnoCode, usageError } from '../errors.js';
+import { errnoCode, failure, usageError } from '../errors.js';
 
 export interface SyncSession {
   target: SyncTarget;
@@ -25,11 +26,27 @@ export function assertWorkspaceFolder(workspace: string, create: boolean): void 
   try {
     if (!statSync(workspace).isDirectory()) throw usageError(`workspace ${workspace} is not a folder`, 'pass the folder to sync as [path]');
   } catch (e) {
-    if (errnoCode(e) !== 'ENOENT') throw e;
+    const code = errnoCode(e);
+    // a path that cannot be a folder (symlink loop, a file in the middle, no permission) is bad input, named in one line
+    const why = code === undefined ? undefined : UNUSABLE_WORKSPACE[code];
+    if (why) throw usageError(`workspace ${workspace} ${why}`, 'pass the folder to sync as [path]');
+    if (code !== 'ENOENT') throw e;
     if (!create) throw usageError(`workspace ${workspace} does not exist`, 'create it first, or pull into it');
-    mkdirSync(workspace, { recursive: true });
+    try {
+      mkdirSync(workspace, { recursive: true });
+    } catch (made) {
+      throw failure(`cannot create workspace ${workspace} (${writeProblem(workspace, made)})`, made, 'create the folder yourself or choose another [path]');
+    }
   }
 }
+
+/** UNUSABLE_WORKSPACE says, per stat() errno, why a workspace path cannot be used. */
+const UNUSABLE_WORKSPACE: Record<string, string> = {
+  ELOOP: 'is a symlink loop (too many levels of symbolic links)',
+  ENOTDIR: 'is not a folder (a part of its path is a file)',
+  EACCES: 'cannot be reached: permission denied on a parent folder',
+  ENAMETOOLONG: 'is a path too long for the file system',
+};
 
 /**
  * openSession prepares a verb: checks the workspace, opens and checks the bucket, compiles excludes, takes the lock
@@ -38,13 +55,24 @@ export function assertWorkspaceFolder(workspace: string, create: boolean): void 
 export async function openSession(
   target: SyncTarget,
   progress: ProgressSink,
-  options: { verb: string; createWorkspace: boolean; createBucket: boolean; lock: boolean; force: boolean; useState: boolean },
+  options: { verb: string; createWorkspace: boolean; createBucket: boolean; lock: boolean; force: boolean; useState: boolean; dryRun?: boolean },
 ): Promise<SyncSession> {
-  assertWorkspaceFolder(target.workspace, options.createWorkspace);
+  // a dry-run pull into a folder that does not exist yet plans against the missing folder: it creates nothing, not even it
+  const plannedOnly = options.createWorkspace && options.dryRun === true && !existsSync(target.workspace);
+  if (!plannedOnly) assertWorkspaceFolder(target.workspace, options.createWorkspace);
   const rules = buildExcludeRules(target.workspace, target.excludes);
   const stateFile = stateFileFor(target.workspace, target.bucket.text, target.dest, 'files');
   const tarStateFile = stateFileFor(target.workspace, target.bucket.text, target.dest, 'tar');
-  const lock = options.lock ? await acquireLock(target.workspace, options.verb, options.force) : undefined;
+  const lock = options.lock && !plannedOnly ? await acquireLock(target.workspace, options.verb, options.force) : undefined;
+  if (lock) {
+    // temp files of killed runs: .swm/'s are looked for every time (cheap); the workspace is walked only after a holder
+    // died with the lock (a pull's half-written downloads, a tar extraction's)
+    removeStaleSwmTemps(target.workspace);
+    const removed = lock.takenFrom ? removeStaleWorkspaceTemps(target.workspace, (path, isDir) => rules.excludes(path, isDir)) : 0;
+    if (removed > 0) {
+      progress.next({ type: 'warning', message: `removed ${removed} temporary file${removed === 1 ? '' : 's'} left by an interrupted swm ${lock.takenFrom!.verb} (pid ${lock.takenFrom!.pid})` });
+    }
+  }
   let storage: Storage;
   try {
     storage = await openStorage(target.bucket, { create: options.createBucket });
