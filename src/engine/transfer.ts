@@ -239,7 +239,9 @@ async function downloadOnce(remote: RemoteEntry, expectedLocal: LocalEntry | und
           done(null, chunk);
         },
       });
-      await pipeline(body, hashing, createWriteStream(tmp, { mode: 0o600, highWaterMark: 1 << 20 }), { signal: ctx.signal });
+      // opened here, not by the stream: its asynchronous open could create the file after a failed body's cleanup ran
+      const out = createWriteStream(tmp, { fd: openSync(tmp, 'wx', 0o600), highWaterMark: 1 << 20 });
+      await pipeline(body, hashing, out, { signal: ctx.signal });
       verifyHash(path, meta.hash, hex64(h.digest()));
       chmodSync(tmp, (meta.mode ?? 0o644) & 0o777);
       if (meta.mtimeMs !== undefined) setMtimeMs(tmp, meta.mtimeMs);

@@ -48,8 +48,35 @@ export interface GetResult {
 
 /** StorageFeatures are optional abilities, declared rather than type-switched on (as rclone's Features()). */
 export interface StorageFeatures {
-  /** true when put() can resume a multipart upload across processes via the resumable API below. */
+  /** true when the backend offers `multipart` (MultipartUploads): uploads that outlive the process and can be resumed. */
   resumableMultipart: boolean;
+}
+
+/** UploadedPart is one stored part of a multipart upload, as the server lists it. */
+export interface UploadedPart {
+  /** 1-based part number. */
+  partNumber: number;
+  /** the part's etag (quotes stripped), needed to complete the upload. */
+  etag: string;
+  size: number;
+}
+
+/**
+ * MultipartUploads is the low-level multipart API behind features.resumableMultipart: the caller chooses the parts and
+ * keeps the upload id, so an upload interrupted in one process can be continued (or aborted) by the next.
+ * Errors are SwmErrors; an upload that no longer exists fails with code NO_SUCH_UPLOAD.
+ */
+export interface MultipartUploads {
+  /** create starts an upload of key whose object will carry meta; returns its upload id. */
+  create(key: string, meta: ObjectMeta): Promise<string>;
+  /** uploadPart stores one part (partNumber 1..10,000; whole in memory so a failed request can be retried); returns its etag. */
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer, signal?: AbortSignal): Promise<string>;
+  /** listParts lists the parts stored so far in part-number order, or undefined when the upload is gone (completed or aborted). */
+  listParts(key: string, uploadId: string): Promise<UploadedPart[] | undefined>;
+  /** complete assembles the listed parts, in order, into the object (readers see old or new); returns the object's etag. */
+  complete(key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<{ etag: string }>;
+  /** abort discards the upload and its stored parts; an upload already gone is not an error. */
+  abort(key: string, uploadId: string): Promise<void>;
 }
 
 /** Storage is one bucket. Keys are full object keys (the dest prefix included). */
@@ -57,6 +84,8 @@ export interface Storage {
   /** "file:/abs/path" or "s3:bucket": for messages. Never contains secrets. */
   readonly description: string;
   readonly features: StorageFeatures;
+  /** the resumable multipart API: present exactly when features.resumableMultipart is true. */
+  readonly multipart?: MultipartUploads;
   /** Checks that the bucket exists and is reachable with the credentials; throws SwmError otherwise. */
   check(): Promise<void>;
   /** Lists objects whose key starts with prefix, in UTF-8 byte order of keys, streaming page by page. */
@@ -69,8 +98,11 @@ export interface Storage {
   put(key: string, body: Readable | Buffer, options: PutOptions): Promise<{ etag: string }>;
   /** Deletes keys (missing keys are not an error), batched internally. */
   delete(keys: string[]): Promise<void>;
-  /** Aborts incomplete multipart uploads under prefix started before olderThanMs ago. Returns how many were aborted. */
-  abortStaleUploads(prefix: string, olderThanMs: number): Promise<number>;
+  /**
+   * Aborts incomplete multipart uploads under prefix started before olderThanMs ago, except those whose upload id is in
+   * `keep` (uploads a resume record still refers to). Returns how many were aborted.
+   */
+  abortStaleUploads(prefix: string, olderThanMs: number, keep?: ReadonlySet<string>): Promise<number>;
   /** Releases sockets/handles. */
   close(): Promise<void>;
 }
@@ -80,6 +112,9 @@ export const NO_SUCH_KEY = 'NoSuchKey';
 
 /** PRECONDITION_FAILED is the error code of a put with ifNoneMatch when the key already exists. */
 export const PRECONDITION_FAILED = 'PreconditionFailed';
+
+/** NO_SUCH_UPLOAD is the error code of a MultipartUploads call on an upload that was completed or aborted. */
+export const NO_SUCH_UPLOAD = 'NoSuchUpload';
 
 /** INVALID_RANGE is the error code of a ranged get whose start lies at or beyond the object's end. */
 export const INVALID_RANGE = 'InvalidRange';

@@ -7,6 +7,7 @@ import { fromWindowed, releaseWindow, marchSorted, InFlightWindow } from '../eng
 import { scanWorkspace, statLocal, type LocalEntry, type ScanProblem } from '../engine/scan.js';
 import { decidePush, type PushDecision } from '../engine/plan.js';
 import { uploadEntry } from '../engine/transfer.js';
+import { ResumableUploads } from '../engine/resumable-upload.js';
 import { planRemoteDeletions } from '../engine/deletions.js';
 import { RunRecorder } from '../engine/commit.js';
 import { readState, type StateEntry } from '../state/store.js';
@@ -30,15 +31,22 @@ export async function push(ctx: VerbContext, opts: PushOptions): Promise<Transfe
     const startedAt = Date.now();
     const recorder = new RunRecorder(session.stateFile, ctx.progress, !opts.raw && !ctx.dryRun, ctx.dryRun);
     const deletion = opts.delete ? await planDeletion(session, opts) : undefined;
+    // big files resume the multipart uploads an interrupted push left (-f discards them); stale uploads of ours are aborted
+    const uploads = ctx.dryRun ? undefined : ResumableUploads.forTarget(root, session.storage, ctx.target.dest);
+    await uploads?.prepare({ discard: ctx.force });
 
     if (!opts.raw && !opts.skipPull) {
       await runPullPass(session, ctx, false, recorder);
       if (recorder.summary.conflicts.length > 0) return await recorder.finish(); // nothing uploaded (exit 3)
       await recorder.flush();
+      // the upload pass counts every unchanged path again: count each path once
+      recorder.summary.unchanged = 0;
     }
 
     ctx.progress.next({ type: 'phase', phase: 'upload' });
-    await runUploadPass(session, ctx, opts, recorder);
+    await runUploadPass(session, ctx, opts, recorder, uploads);
+    // a pass over the whole workspace touched every file that still needs its upload: other records are obsolete
+    if (uploads && !opts.only && !ctx.signal?.aborted) await uploads.finishPass();
 
     if (deletion && deletion.entries.length > 0) {
       for (const e of deletion.entries) recorder.planned('delete-remote', e.path);
@@ -106,14 +114,14 @@ async function workspaceIsEmpty(session: SyncSession): Promise<boolean> {
 }
 
 /** runUploadPass: march the scan (or the journal's changed paths) against the state and upload what changed. */
-async function runUploadPass(session: SyncSession, ctx: VerbContext, opts: PushOptions, recorder: RunRecorder): Promise<void> {
+async function runUploadPass(session: SyncSession, ctx: VerbContext, opts: PushOptions, recorder: RunRecorder, uploads?: ResumableUploads): Promise<void> {
   const root = ctx.target.workspace;
   const onProblem = (p: ScanProblem) => (p.skipped ? recorder.warning(`${p.path}: ${p.message}`, p.path) : recorder.error(p.path, p.message));
   const local = opts.only ? changedEntries(session, opts.only.changed, onProblem) : scanWorkspace(root, session.rules, onProblem);
   const state = opts.raw ? (async function* (): AsyncGenerator<StateEntry> {})() : readState(session.stateFile);
   const window = new InFlightWindow(1024);
   const pairs = marchSorted<LocalEntry, StateEntry>(local, state, (l) => l.path, (s) => s.path, compareKeys);
-  const transferCtx = { root, storage: session.storage, dest: ctx.target.dest, progress: ctx.progress, signal: ctx.signal };
+  const transferCtx = { root, storage: session.storage, dest: ctx.target.dest, progress: ctx.progress, signal: ctx.signal, uploads };
 
   async function applyPush(d: PushDecision): Promise<void> {
     if (d.kind === 'none') {

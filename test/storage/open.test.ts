@@ -51,7 +51,8 @@ describe('openStorage', () => {
   it('returns an S3 backend for other providers without touching the network', async () => {
     const storage = await openStorage({ kind: 's3', provider: 'r2', bucket: 'ckpts', text: 'r2:ckpts', s3: { endpoint: 'http://127.0.0.1:1', region: 'auto' } });
     expect(storage.description).toBe('r2:ckpts');
-    expect(storage.features.resumableMultipart).toBe(false);
+    expect(storage.features.resumableMultipart).toBe(true);
+    expect(storage.multipart).toBeDefined();
     await storage.close();
   });
 });
