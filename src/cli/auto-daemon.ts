@@ -1,5 +1,6 @@
 // Entry of the detached auto-sync daemon: `node dist/cli/auto-daemon.js <workspace> <json {target, interval}>`, started by
 // `swm sync auto` (verbs/auto.ts). Logs to `.swm/daemon.log`; SIGTERM/SIGINT abort the running cycle cleanly and remove daemon.json.
+import { setMaxListeners } from 'node:events';
 import { runAutoLoop, type DaemonArgs } from '../verbs/auto.js';
 import { logLine } from '../daemon/log.js';
 import { removePidRecord } from '../daemon/pidfile.js';
@@ -14,6 +15,8 @@ async function main(): Promise<number> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const args = JSON.parse(json) as DaemonArgs;
   const controller = new AbortController();
+  // every request of a cycle's push listens on this one signal (64 and more at once): no MaxListenersExceededWarning in the log
+  setMaxListeners(0, controller.signal);
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
       if (!controller.signal.aborted) logLine(`${signal} received: stopping`);

@@ -1,12 +1,12 @@
 // Stage: decide, per path, what push or pull must do — the three-way compare of local files, state and remote (SPEC §5).
 import { join } from 'node:path';
-import type { Storage } from '../storage/types.js';
+import type { ObjectInfo, Storage } from '../storage/types.js';
 import type { StateEntry } from '../state/store.js';
 import type { Paired } from './flow.js';
 import type { LocalEntry } from './scan.js';
 import { statLocal } from './scan.js';
 import type { RemoteEntry } from './remote.js';
-import { readAndHash, hashBytes } from './hash.js';
+import { readAndHash, hashBytes, xxh, hex64 } from './hash.js';
 
 /** PullDecision is what pull does with one path. */
 export type PullDecision =
@@ -51,7 +51,20 @@ export async function decidePull(pair: Paired<StateEntry, RemoteEntry>, ctx: Pul
   const { key: path, left: base, right: remote } = pair;
   if (ctx.raw) return remote ? { kind: 'download', path, remote } : { kind: 'none', path };
   if (remote) {
-    if (base && base.etag === remote.info.etag) return { kind: 'none', path };
+    if (base) {
+      const seen = compareRemote(base, remote.info);
+      if (seen === 'same') return { kind: 'none', path };
+      // recorded from our own put (no time known then): the same object, now with its time
+      if (seen === 'untimed') return { kind: 'set-state', path, entry: { ...base, ...remoteSeen(remote.info) } };
+      if (seen === 'retimed') {
+        // same ETag, rewritten since: S3 ETags digest the content only, so this may be a metadata change (a chmod)
+        const head = await ctx.storage.head(ctx.dest + path);
+        if (head && head.etag === remote.info.etag && head.meta?.hash === base.hash && (head.meta.type ?? 'file') === base.type &&
+            (head.meta.mode === undefined || head.meta.mode === base.mode)) {
+          return { kind: 'set-state', path, entry: { ...base, ...remoteSeen(remote.info) } };
+        }
+      }
+    }
     const local = statLocal(ctx.root, path);
     if (!local) {
       if (!base) return { kind: 'download', path, remote };
@@ -59,7 +72,7 @@ export async function decidePull(pair: Paired<StateEntry, RemoteEntry>, ctx: Pul
     }
     if (path.endsWith('/') || local.type === 'dir') {
       if (path.endsWith('/') && local.type === 'dir') {
-        return { kind: 'set-state', path, entry: { ...stateOf(local, ''), etag: remote.info.etag } };
+        return { kind: 'set-state', path, entry: { ...stateOf(local, await hashBytes('')), ...remoteSeen(remote.info) } };
       }
       return { kind: 'conflict', path, reason: 'a folder on one side, a file on the other' };
     }
@@ -70,7 +83,13 @@ export async function decidePull(pair: Paired<StateEntry, RemoteEntry>, ctx: Pul
     }
     const head = await ctx.storage.head(ctx.dest + path);
     if (head && head.meta?.hash === localHash && (head.meta.type ?? 'file') === local.type) {
-      return { kind: 'set-state', path, entry: { ...stateOf(local, localHash), etag: head.etag } };
+      return { kind: 'set-state', path, entry: { ...stateOf(local, localHash), ...remoteSeen(head) } };
+    }
+    // an object without swm's hash (put by another tool, or left by a crash between a file: bucket's data and its sidecar):
+    // the same bytes are the same file, not a conflict
+    if (head && head.meta?.hash === undefined && local.type === 'file' && (head.meta?.type ?? 'file') === 'file' && head.size === local.size &&
+        (await remoteContentHash(ctx.storage, ctx.dest + path)) === localHash) {
+      return { kind: 'set-state', path, entry: { ...stateOf(local, localHash), ...remoteSeen(head) } };
     }
     return { kind: 'conflict', path, reason: base ? 'changed on both sides' : 'exists on both sides with different content' };
   }
@@ -83,6 +102,31 @@ export async function decidePull(pair: Paired<StateEntry, RemoteEntry>, ctx: Pul
   }
   // changed locally since the remote deleted it: keep it; dropping the state makes push upload it as new
   return { kind: 'drop-state', path };
+}
+
+/** remoteContentHash is the xxh64 of an object's bytes, streamed (only for objects that carry no swm-hash). */
+async function remoteContentHash(storage: Storage, key: string): Promise<string> {
+  const { body } = await storage.get(key);
+  const h = (await xxh()).create64();
+  for await (const chunk of body as AsyncIterable<Buffer>) h.update(chunk);
+  return hex64(h.digest());
+}
+
+/** remoteSeen is what the state records of a remote object: its ETag and its last-modified time in whole seconds (listings and GET/HEAD headers agree to the second). */
+export function remoteSeen(info: ObjectInfo): Pick<StateEntry, 'etag' | 'remoteTime'> {
+  return info.lastModified === undefined ? { etag: info.etag } : { etag: info.etag, remoteTime: Math.floor(info.lastModified / 1000) };
+}
+
+/**
+ * compareRemote compares what the state recorded of an object with the object now: 'same'; 'untimed' (same ETag, but
+ * recorded from a put, with no time); 'retimed' (same ETag, rewritten since: on S3, whose ETags digest the content only,
+ * maybe with other metadata, e.g. a chmod); 'changed' (another ETag).
+ */
+export function compareRemote(base: StateEntry, info: ObjectInfo): 'same' | 'untimed' | 'retimed' | 'changed' {
+  if (base.etag !== info.etag) return 'changed';
+  if (info.lastModified === undefined) return 'same';
+  if (base.remoteTime === undefined) return 'untimed';
+  return base.remoteTime === Math.floor(info.lastModified / 1000) ? 'same' : 'retimed';
 }
 
 /** decidePush classifies one (local, state) pair: unchanged stat → nothing, otherwise hash-and-maybe-upload. */

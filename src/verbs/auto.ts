@@ -1,6 +1,7 @@
 // Verb: auto. Start/restart/stop the detached auto-sync daemon, report its state, and the loop it runs: every interval,
 // journal deltas ─▶ coalesce ─▶ push only those paths (and mirror recorded deletions) ─▶ stamp + cursor.
-import { readdirSync, readFileSync, statSync, type Dirent } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, statSync, type Dirent, type Stats } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SyncTarget } from '../config/types.js';
 import type { AutoStatusReport, CycleRecord, PushOptions, TransferSummary } from './types.js';
@@ -26,6 +27,13 @@ const LOG_TAIL_LINES = 10;
 const START_TIMEOUT_MS = 15_000;
 /** WARNINGS_LOGGED caps the per-cycle warnings copied into daemon.log. */
 const WARNINGS_LOGGED = 5;
+/**
+ * FILE_SETTLE_MS: a changed file modified less than this long ago may still be being written. The cycle waits until it is this
+ * old and uploads it only if it did not change meanwhile; a file that keeps changing waits for a later cycle.
+ */
+export const FILE_SETTLE_MS = 1000;
+/** MAX_SETTLE_WAIT_MS: a file that never stops changing (a log appended to all day) is uploaded anyway, as a consistent snapshot, after this long. */
+export const MAX_SETTLE_WAIT_MS = 60_000;
 
 /** DaemonOptions are what a running daemon was started with; starting again with other values restarts it. */
 export interface DaemonOptions {
@@ -221,6 +229,69 @@ function workspaceHasFiles(root: string, rules: ExcludeRules, dir = '', depth = 
 interface CycleMemory {
   /** a fingerprint drift that restarting the watcher did not cure ("old→new"): not retried every cycle. */
   incurableDrift?: string;
+  /** when each file that is still changing was first held back (for MAX_SETTLE_WAIT_MS). */
+  settlingSince: Map<string, number>;
+}
+
+/** FileVersion is what tells two looks at a file apart: replaced, appended to, or rewritten. */
+type FileVersion = { ino: number; size: number; mtimeMs: number };
+
+function versionOf(st: Stats): FileVersion {
+  return { ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+}
+
+function lstatQuiet(path: string): Stats | undefined {
+  try {
+    return lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * holdBackChanging splits the journal's changed paths into those to push now and those still being written. A file modified
+ * within FILE_SETTLE_MS (or with an mtime in the future) is looked at again once it is that old: unchanged, it goes now;
+ * changed, it waits for a later cycle (until it has waited MAX_SETTLE_WAIT_MS). Folders and vanished paths go now (push
+ * walks folders and skips what is gone). The wait is aborted with the daemon.
+ */
+async function holdBackChanging(root: string, paths: readonly string[], signal: AbortSignal, memory: CycleMemory): Promise<{ ready: string[]; changing: string[] }> {
+  const now = Date.now();
+  const ready: string[] = [];
+  const young = new Map<string, FileVersion>();
+  let wait = 0;
+  for (const path of paths) {
+    const st = lstatQuiet(join(root, path));
+    if (!st || st.isDirectory()) {
+      ready.push(path);
+      continue;
+    }
+    const age = now - st.mtimeMs;
+    if (age >= FILE_SETTLE_MS) {
+      ready.push(path);
+      continue;
+    }
+    young.set(path, versionOf(st));
+    wait = Math.max(wait, FILE_SETTLE_MS - Math.max(0, age));
+  }
+  const listed = new Set(paths);
+  for (const path of memory.settlingSince.keys()) if (!listed.has(path) || !young.has(path)) memory.settlingSince.delete(path);
+  if (young.size === 0) return { ready, changing: [] };
+  await sleep(Math.ceil(wait), undefined, { signal });
+  const changing: string[] = [];
+  for (const [path, before] of young) {
+    const st = lstatQuiet(join(root, path));
+    const after = st && versionOf(st);
+    const still = after !== undefined && after.ino === before.ino && after.size === before.size && after.mtimeMs === before.mtimeMs;
+    const since = memory.settlingSince.get(path) ?? now;
+    if (!st || still || Date.now() - since >= MAX_SETTLE_WAIT_MS) {
+      memory.settlingSince.delete(path);
+      ready.push(path);
+    } else {
+      memory.settlingSince.set(path, since);
+      changing.push(path);
+    }
+  }
+  return { ready: ready.sort(compareKeys), changing: changing.sort(compareKeys) };
 }
 
 /** ensureWatcher starts the watcher if none runs, and restarts it when its exclude fingerprint drifted. */
@@ -286,6 +357,7 @@ async function runCycle(target: SyncTarget, signal: AbortSignal, memory: CycleMe
     });
     const ctx = { target, progress, force: false, dryRun: false, signal };
     let opts: PushOptions;
+    let changing: string[] = [];
     if (fullReason) {
       mode = 'full';
       const lost = deltas.deleted.length > 0 ? `; ${deltas.deleted.length} recorded deletions are not mirrored` : '';
@@ -297,15 +369,25 @@ async function runCycle(target: SyncTarget, signal: AbortSignal, memory: CycleMe
         logLine(`the workspace has no files: ${deleted.length} recorded deletions are not mirrored`);
         deleted = [];
       }
-      const changed = [...new Set([...deltas.changed, ...retry])].sort(compareKeys);
-      opts = { raw: false, skipPull: false, delete: deleted.length > 0, tar: false, only: { changed, deleted }, journalCursor: deltas.cursor };
+      const held = await holdBackChanging(ws, [...new Set([...deltas.changed, ...retry])].sort(compareKeys), signal, memory);
+      changing = held.changing;
+      if (held.ready.length === 0 && deleted.length === 0) {
+        // everything is still being written: the journal is read again next cycle, these are retried
+        writeRetry(ws, changing);
+        const waiting: CycleRecord = { at, result: 'ok', files: 0, bytes: 0 };
+        logCycle(waiting, started, `${changing.length} still changing (next cycle)`);
+        return waiting;
+      }
+      // recorded before the push moves the journal cursor past their events, so a crash in between cannot lose them
+      if (changing.length > 0) writeRetry(ws, [...retry, ...changing]);
+      opts = { raw: false, skipPull: false, delete: deleted.length > 0, tar: false, only: { changed: held.ready, deleted }, journalCursor: deltas.cursor };
     }
     const summary: TransferSummary = await push(ctx, opts);
     for (const w of warnings.slice(0, WARNINGS_LOGGED)) logLine(`warning: ${w}`);
     if (warnings.length > WARNINGS_LOGGED) logLine(`(${warnings.length - WARNINGS_LOGGED} more warnings)`);
 
     const stamped = summary.errors.length === 0 && summary.conflicts.length === 0;
-    writeRetry(ws, stamped ? summary.unstable : [...retry, ...summary.unstable]);
+    writeRetry(ws, stamped ? [...changing, ...summary.unstable] : [...retry, ...changing, ...summary.unstable]);
     if (stamped) pruneJournal(ws, deltas.cursor);
     const record: CycleRecord = {
       at,
@@ -320,7 +402,8 @@ async function runCycle(target: SyncTarget, signal: AbortSignal, memory: CycleMe
       record.error = `${summary.errors.length} files failed (${first.path}: ${first.message}); retried next cycle`;
     }
     const deletedNote = summary.deletedRemote > 0 ? `, ${summary.deletedRemote} deleted remotely` : '';
-    const unstableNote = summary.unstable.length > 0 ? `, ${summary.unstable.length} still changing (next cycle)` : '';
+    const stillChanging = summary.unstable.length + changing.length;
+    const unstableNote = stillChanging > 0 ? `, ${stillChanging} still changing (next cycle)` : '';
     logCycle(record, started, `${mode}${deletedNote}${unstableNote}`);
     return record;
   } catch (e) {
@@ -367,7 +450,7 @@ export async function runAutoLoop(target: SyncTarget, opts: { interval: number }
     }
   }
   logLine(`auto-sync of ${target.id} started (pid ${process.pid}): every ${opts.interval}s to ${target.bucket.text}${target.dest ? ` under ${target.dest}` : ''}`);
-  const memory: CycleMemory = {};
+  const memory: CycleMemory = { settlingSince: new Map() };
   try {
     while (!signal.aborted) {
       rotateOpenLog(paths.daemonLog);
