@@ -12,6 +12,9 @@
 // Regular files are written to a temp name in their folder and renamed into place, so every file extracted before a
 // failure is complete and an interrupted one leaves nothing. Files, symlinks and empty folders in the way of an entry
 // of another type are replaced. Folders get their mode and mtime after all their contents are written.
+// Every regular file is hashed (xxh64) as it is written. With `expectedHashes` (a snapshot's per-file hashes), a file
+// whose bytes hash otherwise, or that the list does not name, is never renamed into place: its temp file is removed
+// and extraction stops (exit 1, TarEntryHashMismatch), so a damaged archive never overwrites a good local file.
 // Checks are made against the disk as it is during extraction; a concurrent local attacker racing the extractor is
 // out of scope.
 import { Readable, pipeline } from 'node:stream';
@@ -44,7 +47,10 @@ import { unsafeRelativePath } from '../keys.js';
 import { SWM_DIR } from '../state/paths.js';
 import { tempPathFor } from '../state/atomic.js';
 import { TEMP_INFIX } from '../state/paths.js';
+import { xxh, hex64 } from '../engine/hash.js';
 import { parsePaxTime } from './pax-time.js';
+
+type Hasher = Awaited<ReturnType<typeof xxh>>;
 
 /** ExtractedEntry is one entry written by extractTar, as it now is on disk (for the caller's state). */
 export interface ExtractedEntry {
@@ -56,6 +62,8 @@ export interface ExtractedEntry {
   /** permission bits applied (setuid/setgid/sticky stripped). */
   mode: number;
   target?: string;
+  /** regular files: xxh64 (16 hex digits) of the bytes written. */
+  hash?: string;
 }
 
 /** ExtractResult counts what extractTar wrote. */
@@ -75,6 +83,28 @@ export interface ExtractTarOptions {
   onEntry?(e: { path: string; type: ExtractedEntry['type']; size: number }): void;
   /** an entry (already checked safe) for which this returns true is read past and not written (the caller's excludes). */
   skip?(path: string, type: ExtractedEntry['type']): boolean;
+  /**
+   * xxh64 (16 hex digits) of every regular file the archive holds, by workspace-relative path. When given, a file that
+   * hashes otherwise or is not listed is not written, and extraction fails with TarEntryHashMismatch (exit 1).
+   */
+  expectedHashes?: ReadonlyMap<string, string>;
+}
+
+/** TarEntryHashMismatch: a file's bytes in the archive do not hash to the expected xxh64 (or none is listed); it was not written. */
+export class TarEntryHashMismatch extends SwmError {
+  constructor(
+    readonly path: string,
+    readonly actual: string | undefined,
+    readonly expected: string | undefined,
+  ) {
+    super(
+      ExitCode.failed,
+      expected === undefined
+        ? `${JSON.stringify(path)} has no xxh64 in the snapshot's list, so it cannot be verified: the snapshot is corrupt; nothing written for it`
+        : `${JSON.stringify(path)} does not match its xxh64 (${actual} ≠ ${expected}): the snapshot is corrupt; nothing written for it`,
+      { hint: 'files extracted before it were verified; push --tar again from an intact copy' },
+    );
+  }
 }
 
 /** Files up to this size are gathered in memory and written with synchronous calls (much faster for small files). */
@@ -104,7 +134,7 @@ function corruptTar(detail: string, cause?: unknown): SwmError {
 /** extractTar writes the entries of a tar (or gzip-compressed tar) stream under root; see the module comment for what is refused. */
 export async function extractTar(input: Readable, root: string, opts: ExtractTarOptions = {}): Promise<ExtractResult> {
   mkdirSync(root, { recursive: true });
-  const extractor = new TarExtractor(realpathSync(root), opts);
+  const extractor = new TarExtractor(realpathSync(root), opts, await xxh());
   return extractor.run(input);
 }
 
@@ -135,6 +165,7 @@ class TarExtractor {
   constructor(
     private readonly root: string,
     private readonly opts: ExtractTarOptions,
+    private readonly hasher: Hasher,
   ) {}
 
   async run(input: Readable): Promise<ExtractResult> {
@@ -277,13 +308,16 @@ class TarExtractor {
     const mtimeMs = parsePaxTime((header.pax as Record<string, string> | null | undefined)?.mtime) ?? header.mtime.getTime();
     switch (header.type) {
       case 'file':
-      case 'contiguous-file':
+      case 'contiguous-file': {
+        const expected = this.opts.expectedHashes;
+        if (expected && !expected.has(name)) throw new TarEntryHashMismatch(name, undefined, undefined);
         this.ensureParents(name, rawName);
-        await this.writeFile(name, rawName, data, header.size, mode, mtimeMs);
-        this.record({ path: name, type: 'file', size: header.size, mtimeMs, mode });
+        const hash = await this.writeFile(name, rawName, data, header.size, mode, mtimeMs, expected?.get(name));
+        this.record({ path: name, type: 'file', size: header.size, mtimeMs, mode, hash });
         this.result.files++;
         this.result.bytes += header.size;
         return;
+      }
       case 'directory':
         this.ensureParents(name, rawName);
         await drain(data);
@@ -348,11 +382,20 @@ class TarExtractor {
     this.safeDirs.delete(rel);
   }
 
-  private async writeFile(rel: string, rawName: string, data: EntryData, size: number, mode: number, mtimeMs: number): Promise<void> {
+  /**
+   * writeFile writes an entry's data to a temp file beside its place and renames it there; returns its xxh64. When
+   * `expectedHash` is given and differs, the temp file is removed (or never made) and TarEntryHashMismatch thrown.
+   */
+  private async writeFile(
+    rel: string, rawName: string, data: EntryData, size: number, mode: number, mtimeMs: number, expectedHash: string | undefined,
+  ): Promise<string> {
     const abs = join(this.root, rel);
     const tmp = tempPathBeside(abs);
+    let hash: string;
     if (size <= SMALL_FILE_MAX) {
       const bytes = await readAll(data, size);
+      hash = hex64(this.hasher.h64Raw(bytes));
+      if (expectedHash !== undefined && hash !== expectedHash) throw new TarEntryHashMismatch(rel, hash, expectedHash);
       const fd = openSync(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
       try {
         for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
@@ -366,12 +409,14 @@ class TarExtractor {
       }
     } else {
       const fh = await openAsync(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+      const hashState = this.hasher.create64();
       try {
         let batch: Buffer[] = [];
         let batchBytes = 0;
         let written = 0;
         for await (const chunk of data) {
           batch.push(chunk as Buffer);
+          hashState.update(chunk as Buffer);
           batchBytes += (chunk as Buffer).length;
           if (batchBytes >= WRITE_BATCH_BYTES) {
             await writeAllv(fh, batch);
@@ -383,6 +428,8 @@ class TarExtractor {
         if (batchBytes > 0) await writeAllv(fh, batch);
         written += batchBytes;
         if (written !== size) throw new Error(`entry ${JSON.stringify(rawName)} has ${written} of its ${size} bytes`);
+        hash = hex64(hashState.digest());
+        if (expectedHash !== undefined && hash !== expectedHash) throw new TarEntryHashMismatch(rel, hash, expectedHash);
         await fh.chmod(mode);
         await fh.utimes(Date.now() / 1000, utimeSeconds(mtimeMs));
         await fh.close();
@@ -399,6 +446,7 @@ class TarExtractor {
       unlinkQuietly(tmp);
       throw e;
     }
+    return hash;
   }
 
   private makeDir(rel: string, mode: number, mtimeMs: number): void {

@@ -11,6 +11,10 @@
 // and after reading: if it no longer matches its entry (size, mtime) or changed while being read, the stream fails
 // with an error naming it (after `onChangedWhileReading`): a header never claims a size its data does not have.
 // A file that vanished (or stopped being a regular file) since the scan is skipped before its header is written.
+//
+// Hashes: with `onFileHashed`, each regular file's xxh64 is computed from the very bytes that go into the archive as
+// they are read (whole for small files, chunk by chunk for big ones) and reported once the file is known unchanged, so
+// a pull can verify every file before it writes it (see engine/tar-layout.ts).
 import { Readable, pipeline } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { closeSync, constants as fsConstants, fstatSync, openSync, read, readSync, readlinkSync, type Stats } from 'node:fs';
@@ -18,7 +22,10 @@ import { join } from 'node:path';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { pack as tarPack, type Header } from 'tar-stream';
 import { SwmError, ExitCode, errnoCode, failure } from '../errors.js';
+import { xxh, hex64 } from '../engine/hash.js';
 import { formatPaxTime } from './pax-time.js';
+
+type Hasher = Awaited<ReturnType<typeof xxh>>;
 
 /** TarSourceEntry is one workspace entry to pack, as the scan saw it. */
 export interface TarSourceEntry {
@@ -42,6 +49,11 @@ export interface PackTarOptions {
   onVanished?: (path: string) => void;
   /** a file could not be read (EACCES, EIO…); when given, the file is skipped and reported here, else the stream fails. */
   onUnreadable?: (path: string, error: Error) => void;
+  /**
+   * a regular file was read whole and found unchanged: `hash` is the xxh64 (16 hex digits) of exactly the bytes its
+   * entry carries. Called once per packed file, in archive order, before the stream ends.
+   */
+  onFileHashed?: (path: string, hash: string) => void;
   /** gzip the tar stream (true = level 1, the fast one; or a level 1–9). Off by default. */
   gzip?: boolean | number;
   /** aborting destroys the stream with the signal's reason and closes every open file. */
@@ -110,6 +122,8 @@ class TarPacker {
   private handed = 0;
   private emitted = 0;
   private packWaiter: (() => void) | undefined;
+  /** set before the first entry is read, when the caller wants per-file hashes. */
+  private hasher: Hasher | undefined;
 
   constructor(
     private readonly root: string,
@@ -187,6 +201,7 @@ class TarPacker {
   // ---- producer: turns entries into prepared entries, reading file data ahead ----
 
   private async produce(): Promise<void> {
+    if (this.opts.onFileHashed) this.hasher = await xxh();
     let batchBytes = 0;
     let batchFiles = 0;
     for await (const entry of this.entries) {
@@ -289,6 +304,7 @@ class TarPacker {
         this.opts.onChangedWhileReading?.(entry.path);
         throw changedWhilePacking(entry.path);
       }
+      if (this.hasher) this.opts.onFileHashed!(entry.path, hex64(this.hasher.h64Raw(data)));
       return { kind: 'buffer', header: { ...tarHeader(entry, 'file', stat.mtimeMs), size: entry.size }, data };
     } catch (e) {
       if (e instanceof SwmError) throw e;
@@ -305,6 +321,7 @@ class TarPacker {
     if (!opened) return;
     const { fd, stat } = opened;
     const chunks = new AsyncQueue<Buffer>();
+    const hashState = this.hasher?.create64();
     try {
       this.prepared.push({ kind: 'chunks', header: { ...tarHeader(entry, 'file', stat.mtimeMs), size: entry.size }, chunks });
       let pos = 0;
@@ -324,9 +341,11 @@ class TarPacker {
           this.opts.onChangedWhileReading?.(entry.path);
           throw changedWhilePacking(entry.path);
         }
+        hashState?.update(buf);
         this.budget.take(got);
         chunks.push(buf);
       }
+      if (hashState) this.opts.onFileHashed!(entry.path, hex64(hashState.digest()));
       chunks.end();
     } catch (e) {
       if (this.stopped) return;

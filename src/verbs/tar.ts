@@ -1,6 +1,8 @@
 // Verbs: push --tar and pull --tar. scan ─▶ exclude ─▶ tar pack stream ─▶ multipart upload; get ─▶ untar (pull).
 // Incremental: when the bucket's snapshot is the one this workspace last pushed or pulled, only changed files travel,
 // as a layer tar listed in the manifest; pull applies the base then each layer (see engine/tar-layout.ts, README).
+// Every part carries the xxh64 of each file in it (computed while packing); pull verifies each file before it is
+// renamed into place, so a damaged snapshot never overwrites a good local file.
 import { pipeline, Transform, type Readable } from 'node:stream';
 import { lstatSync, readFileSync, readdirSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
@@ -9,14 +11,15 @@ import { openSession, type SyncSession } from './session.js';
 import { scanWorkspace, statLocal, type LocalEntry, type ScanProblem } from '../engine/scan.js';
 import { marchSorted } from '../engine/flow.js';
 import { sameStat, stateOf } from '../engine/plan.js';
-import { xxh, hex64 } from '../engine/hash.js';
+import { xxh, hex64, hashBytes } from '../engine/hash.js';
 import { RunRecorder } from '../engine/commit.js';
 import type { ExcludeRules } from '../engine/exclude.js';
 import {
-  tarObjectKey, tarLayerKey, isLayerKey, readTarManifest, writeTarManifest, type TarManifest, type TarPart,
+  tarObjectKey, tarLayerKey, readTarManifest, writeTarManifest, storeFileHashes, loadFileHashes, ownedObjectKeys,
+  type TarManifest, type TarPart,
 } from '../engine/tar-layout.js';
 import { packTar, ChangedWhilePacking } from '../tar/pack.js';
-import { extractTar } from '../tar/extract.js';
+import { extractTar, TarEntryHashMismatch, type ExtractedEntry } from '../tar/extract.js';
 import { readState, commitState, validateState, discardState, type StateEntry, type StateUpdates } from '../state/store.js';
 import { writeStamp } from '../state/stamp.js';
 import { swmPaths, SWM_DIR } from '../state/paths.js';
@@ -161,13 +164,17 @@ export async function pushTar(ctx: VerbContext): Promise<TransferSummary> {
   }
 }
 
-/** uploadTarStream packs entries and streams them into one object; returns its TarPart. */
+/**
+ * uploadTarStream packs entries and streams them into one object; returns its TarPart (without its per-file hashes:
+ * those land in `fileHashes`, by path, for every regular file the object holds).
+ */
 async function uploadTarStream(
   session: SyncSession, ctx: VerbContext, recorder: RunRecorder, report: PackAttempt, key: string,
-  entries: AsyncIterable<LocalEntry> | LocalEntry[], counted: { files: number },
+  entries: AsyncIterable<LocalEntry> | LocalEntry[], counted: { files: number }, fileHashes: Map<string, string>,
 ): Promise<TarPart> {
   const packed = packTar(ctx.target.workspace, entries, {
     signal: ctx.signal,
+    onFileHashed: (path, hash) => fileHashes.set(path, hash),
     onVanished: (path) => report.warning(`${path} vanished before it was packed; skipped`, path),
     onUnreadable: (path, error) => report.error(path, `cannot read: ${error.message}`),
   });
@@ -247,14 +254,17 @@ async function pushFull(
     return undefined;
   }
   recorder.planned('upload', key);
-  const base = await uploadTarStream(session, ctx, recorder, report, key, withFolders(root, entries()), counted);
+  const fileHashes = new Map<string, string>();
+  const base = await uploadTarStream(session, ctx, recorder, report, key, withFolders(root, entries()), counted, fileHashes);
+  Object.assign(base, await storeFileHashes(session.storage, ctx.target.dest, fileHashes));
   const manifest: TarManifest = { version: 1, base, layers: [] };
   await writeTarManifest(session.storage, ctx.target.dest, manifest);
-  // the old layers go, but only objects that are layers of this dest: a damaged or hostile manifest naming other keys
-  // must not turn a push into deletions elsewhere in the bucket
-  const stale = (previous?.layers ?? []).map((l) => l.key).filter((k) => isLayerKey(ctx.target.dest, k));
+  // the old layers and hash lists go, but only objects shaped like this dest's own: a damaged or hostile manifest naming
+  // other keys must not turn a push into deletions elsewhere in the bucket
+  const kept = new Set(ownedObjectKeys(ctx.target.dest, manifest));
+  const stale = previous ? ownedObjectKeys(ctx.target.dest, previous).filter((k) => !kept.has(k)) : [];
   if (stale.length > 0) await session.storage.delete(stale);
-  await commitState(session.tarStateFile, updates, { replaceAll: true });
+  await commitState(session.tarStateFile, await withContentHashes(updates, fileHashes), { replaceAll: true });
   recorder.summary.uploaded = counted.files;
   return manifest;
 }
@@ -289,17 +299,37 @@ async function pushLayer(
   for (const p of deleted) recorder.planned('delete-remote', p);
   if (ctx.dryRun) return undefined;
   const key = tarLayerKey(ctx.target.dest, manifest.layers.length + 1);
-  const layer = await uploadTarStream(session, ctx, recorder, report, key, layerEntries(root, changed, deleted), { files: changed.length });
+  const fileHashes = new Map<string, string>();
+  const layer = await uploadTarStream(session, ctx, recorder, report, key, layerEntries(root, changed, deleted), { files: changed.length }, fileHashes);
   layer.deleted = deleted;
+  Object.assign(layer, await storeFileHashes(session.storage, ctx.target.dest, fileHashes));
   const next: TarManifest = { ...manifest, layers: [...manifest.layers, layer] };
   await writeTarManifest(session.storage, ctx.target.dest, next);
   const updates: StateUpdates = new Map();
   for (const e of changed) updates.set(e.path, stateOf(e, ''));
   for (const p of deleted) updates.set(p, null);
-  await commitState(session.tarStateFile, updates);
+  await commitState(session.tarStateFile, await withContentHashes(updates, fileHashes));
   recorder.summary.uploaded = changed.length;
   recorder.summary.deletedRemote = deleted.length;
   return next;
+}
+
+/**
+ * withContentHashes fills in the hash of each state update: a file's from the packer (one it did not hash vanished or
+ * was unreadable, so it is not in the snapshot: its update is dropped, and the next push looks at it again), a
+ * symlink's from its target, a folder's as the per-file sync records it (xxh64 of nothing).
+ */
+async function withContentHashes(updates: StateUpdates, fileHashes: ReadonlyMap<string, string>): Promise<StateUpdates> {
+  const emptyHash = await hashBytes('');
+  for (const [path, entry] of updates) {
+    if (entry === null) continue;
+    if (entry.type === 'file') {
+      const hash = fileHashes.get(path);
+      if (hash === undefined) updates.delete(path);
+      else entry.hash = hash;
+    } else entry.hash = entry.type === 'symlink' ? await hashBytes(entry.target ?? '') : emptyHash;
+  }
+  return updates;
 }
 
 /**
@@ -366,8 +396,8 @@ export async function pullTar(ctx: VerbContext): Promise<TransferSummary> {
       for (const p of parts) recorder.planned('download', p.key, p.size);
       return await recorder.finish();
     }
-    /** what the snapshot holds as applied so far: files and symlinks by path, folders as "path/". */
-    const held = new Set<string>();
+    /** what the snapshot holds as applied so far, as extracted: files and symlinks by path, folders as "path/". */
+    const held = new Map<string, ExtractedEntry>();
     for (const part of parts) {
       // a layer's deletions come first: a path that turned from a file into a folder (or back) is deleted, then written
       for (const gone of part.deleted ?? []) {
@@ -376,6 +406,8 @@ export async function pullTar(ctx: VerbContext): Promise<TransferSummary> {
         if (removeSnapshotPath(root, gone)) recorder.done('delete-local', gone);
       }
       recorder.planned('download', part.key, part.size);
+      // each file is checked against these before it is renamed into place (undefined: a part made without them)
+      const expectedHashes = await loadFileHashes(storage, part);
       const { info, body } = await storage.get(part.key);
       if (remote && info.etag !== part.etag) {
         body.destroy();
@@ -385,6 +417,10 @@ export async function pullTar(ctx: VerbContext): Promise<TransferSummary> {
       const result = await extractTar(pipeline(body, counter.stream, () => {}), root, {
         signal: ctx.signal,
         skip: (path, type) => rules.excludes(path, type === 'dir'),
+        expectedHashes,
+      }).catch((e: unknown) => {
+        if (e instanceof TarEntryHashMismatch) throw failure(`${part.key}: ${e.message}`, e, e.hint);
+        throw e;
       });
       const { hash } = counter.result();
       if (part.hash && hash !== part.hash) {
@@ -392,14 +428,14 @@ export async function pullTar(ctx: VerbContext): Promise<TransferSummary> {
       }
       for (const e of result.entries) {
         if (e.type === 'dir') {
-          held.add(e.path + '/');
+          held.set(e.path + '/', e);
           continue;
         }
-        held.add(e.path);
+        held.set(e.path, e);
         recorder.done('download', e.path, e.size);
       }
     }
-    await commitState(session.tarStateFile, stateOfPulled(root, rules, held), { replaceAll: true });
+    await commitState(session.tarStateFile, await stateOfPulled(root, rules, held), { replaceAll: true });
     const summary = await recorder.finish();
     if (remote) await writeTarRecord(root, remote.manifest);
     await writeStamp(root, {
@@ -414,16 +450,22 @@ export async function pullTar(ctx: VerbContext): Promise<TransferSummary> {
 
 /**
  * stateOfPulled records what the pull wrote as the scan will see it (lstat now, so mtimes and sizes match exactly and
- * the next push --tar finds nothing changed): files and symlinks, and folders only when they are empty.
+ * the next push --tar finds nothing changed): files with the xxh64 of the bytes extracted, symlinks, and folders only
+ * when they are empty. A path that changed type or size since it was extracted is left out (the next push sends it).
  */
-function stateOfPulled(root: string, rules: ExcludeRules, held: Set<string>): StateUpdates {
+async function stateOfPulled(root: string, rules: ExcludeRules, held: ReadonlyMap<string, ExtractedEntry>): Promise<StateUpdates> {
   const updates: StateUpdates = new Map();
-  for (const path of held) {
+  const emptyHash = await hashBytes('');
+  for (const [path, pulled] of held) {
     const entry = statLocal(root, path);
-    if (!entry) continue;
-    if (path.endsWith('/') !== (entry.type === 'dir')) continue; // replaced by another type meanwhile
+    if (!entry || entry.type !== pulled.type) continue; // gone, or replaced by another type meanwhile
     if (entry.type === 'dir' && !isEmptyFolder(root, rules, path)) continue;
-    updates.set(entry.path, stateOf(entry, ''));
+    let hash: string;
+    if (entry.type === 'file') {
+      if (pulled.hash === undefined || entry.size !== pulled.size) continue;
+      hash = pulled.hash;
+    } else hash = entry.type === 'symlink' ? await hashBytes(entry.target ?? '') : emptyHash;
+    updates.set(entry.path, stateOf(entry, hash));
   }
   return updates;
 }

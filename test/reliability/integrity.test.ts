@@ -201,15 +201,70 @@ describe.concurrent('file: bucket: bit rot in an object (size and nanosecond mti
 });
 
 describe.concurrent('pull --tar: a rotten snapshot', () => {
-  it('is reported (exit 1) against the manifest xxh64, and the run is not recorded as a pull', async () => {
-    await withSandbox(async (sb) => {
-      const bucketDir = sb.path('bucket');
-      const target = ['-b', `file:${bucketDir}`, '-d', 'team/tar/'];
-      const origin = sb.dir('origin');
-      writeTree(origin, { 'weights.bin': Buffer.alloc(100_000, 5), 'z.txt': 'z\n' });
-      expect((await sb.swm(['sync', 'push', 'demo', origin, ...target, '--tar', '-q'])).code).toBe(0);
-      flipBytesInPlace(join(bucketDir, 'objects', 'team%', 'tar.tar'), 5000);
+  /** pushTarSnapshot pushes `files` as a tar snapshot to a file: bucket; returns the target flags and the tar object's file. */
+  async function pushTarSnapshot(sb: Sandbox, files: Record<string, string | Buffer>): Promise<{ target: string[]; tarFile: string }> {
+    const bucketDir = sb.path('bucket');
+    const target = ['-b', `file:${bucketDir}`, '-d', 'team/tar/'];
+    const origin = sb.dir('origin');
+    writeTree(origin, files);
+    expect((await sb.swm(['sync', 'push', 'demo', origin, ...target, '--tar', '-q'])).code).toBe(0);
+    return { target, tarFile: join(bucketDir, 'objects', 'team%', 'tar.tar') };
+  }
 
+  /** rotAfter flips bytes of the tar object `into` bytes past where `marker` starts in it (size and mtime kept). */
+  function rotAfter(tarFile: string, marker: Buffer, into: number): void {
+    const at = readFileSync(tarFile).indexOf(marker);
+    expect(at, 'the marker is in the tar').toBeGreaterThan(0);
+    flipBytesInPlace(tarFile, at + into);
+  }
+
+  /** tarStateText is the workspace's tar state files, concatenated (what swm believes the last tar pull wrote). */
+  function tarStateText(ws: string): string {
+    const dir = join(ws, '.swm');
+    return readdirSync(dir)
+      .filter((n) => n.startsWith('tar-state-'))
+      .map((n) => readFileSync(join(dir, n), 'utf8'))
+      .join('\n');
+  }
+
+  const WEIGHTS = Buffer.alloc(100_000, 5);
+
+  it('stops at the damaged file before writing it (exit 1 naming it): a good local copy stays byte for byte, nothing damaged lands', async () => {
+    await withSandbox(async (sb) => {
+      const { target, tarFile } = await pushTarSnapshot(sb, { 'a.txt': 'first, intact\n', 'weights.bin': WEIGHTS, 'z.txt': 'after the damage\n' });
+      // a workspace that already holds the good snapshot, pulled before the object rots
+      const ws = sb.path('ws');
+      expect((await sb.swm(['sync', 'pull', 'demo', ws, ...target, '--tar', '-q'])).code).toBe(0);
+      const local = workspaceTree(ws);
+      const localState = tarStateText(ws);
+      expect(localState).toMatch(/weights\.bin/);
+      rotAfter(tarFile, WEIGHTS.subarray(0, 512), 50_000);
+
+      const line = /^swm: team\/tar\.tar: "weights\.bin" does not match its xxh64 \([0-9a-f]{16} ≠ [0-9a-f]{16}\): the snapshot is corrupt; nothing written for it/;
+      const run = await sb.swm(['sync', 'pull', 'demo', ws, ...target, '--tar']);
+      expectOneLine(run, 1, line);
+      expect(workspaceTree(ws)).toEqual(local);
+      expect(readFileSync(join(ws, 'weights.bin')).equals(WEIGHTS)).toBe(true);
+      expect(tarStateText(ws), 'the state still describes the good pull').toBe(localState);
+      noTempFiles(ws);
+
+      // a fresh workspace gets the file before the damage (verified), neither the damaged file nor anything after it
+      const fresh = sb.dir('fresh');
+      const again = await sb.swm(['sync', 'pull', 'demo', fresh, ...target, '--tar']);
+      expectOneLine(again, 1, line);
+      expect(Object.keys(workspaceTree(fresh))).toEqual(['a.txt']);
+      expect(readFileSync(join(fresh, 'a.txt'), 'utf8')).toBe('first, intact\n');
+      expect(existsSync(join(fresh, '.swm', 'stamp.json')), 'no stamp: the pull did not happen').toBe(false);
+      expect(existsSync(join(fresh, '.swm', 'tar.json')), 'no snapshot record: the next push --tar is not incremental on it').toBe(false);
+      noTempFiles(fresh);
+    });
+  });
+
+  it('damage outside any file\'s bytes is still caught by the whole object\'s xxh64 (exit 1), and the run is not recorded as a pull', async () => {
+    await withSandbox(async (sb) => {
+      // the zero padding after z.txt's two bytes: no file's content changes, the archive's does
+      const { target, tarFile } = await pushTarSnapshot(sb, { 'weights.bin': WEIGHTS, 'z.txt': 'z\n' });
+      rotAfter(tarFile, Buffer.from('z\n\0\0\0\0'), 100);
       const ws = sb.dir('ws');
       const run = await sb.swm(['sync', 'pull', 'demo', ws, ...target, '--tar']);
       expectOneLine(run, 1, /team\/tar\.tar does not match its xxh64 \([0-9a-f]{16} ≠ [0-9a-f]{16}\): the snapshot is corrupt/);
