@@ -1,5 +1,5 @@
 // Stage: move bytes. Upload a local entry (hashed and torn-checked in the same read), download an object (verified, temp + rename), delete a local file.
-import { createReadStream, createWriteStream, mkdirSync, realpathSync, symlinkSync, renameSync, unlinkSync, chmodSync, utimesSync, lstatSync, openSync, closeSync, rmdirSync } from 'node:fs';
+import { createReadStream, createWriteStream, writeSync, mkdirSync, realpathSync, symlinkSync, renameSync, unlinkSync, chmodSync, utimesSync, lstatSync, openSync, closeSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { pipeline as pipeStreams, Transform } from 'node:stream';
@@ -8,7 +8,7 @@ import type { Storage } from '../storage/types.js';
 import type { StateEntry } from '../state/store.js';
 import { tempPathFor } from '../state/atomic.js';
 import { errnoCode, failure, isSwmError, SwmError, ExitCode } from '../errors.js';
-import { readAndHash, hashBytes, xxh, hex64, ChangedWhileReading } from './hash.js';
+import { readAndHash, hashBytes, xxh, hex64, ChangedWhileReading, SMALL_FILE_BYTES } from './hash.js';
 import { metaFor, type RemoteEntry } from './remote.js';
 import { statLocal, type LocalEntry } from './scan.js';
 import { remoteSeen, sameStat, stateOf } from './plan.js';
@@ -230,6 +230,27 @@ async function downloadOnce(remote: RemoteEntry, expectedLocal: LocalEntry | und
       bytes = linkTarget.length;
       verifyHash(path, meta.hash, hex64(h.digest()));
       symlinkSync(linkTarget.toString(), tmp);
+    } else if (info.size <= SMALL_FILE_BYTES) {
+      // small files: one buffer and synchronous writes; the stream path costs a libuv threadpool hop per call
+      // (open, write, close), and with only 4 pool threads many small downloads queue behind each other (NOTES.md)
+      const chunks: Buffer[] = [];
+      for await (const c of body as AsyncIterable<Buffer>) chunks.push(c);
+      const data = Buffer.concat(chunks);
+      if (data.length !== info.size) {
+        throw new ContentMismatch(ExitCode.failed, `${path}: the download broke off (${data.length} of ${info.size} bytes); nothing written`);
+      }
+      h.update(data);
+      bytes = data.length;
+      ctx.progress.next({ type: 'bytes', path, bytes, total: info.size });
+      verifyHash(path, meta.hash, hex64(h.digest()));
+      const fd = openSync(tmp, 'wx', 0o600);
+      try {
+        writeSync(fd, data);
+      } finally {
+        closeSync(fd);
+      }
+      chmodSync(tmp, (meta.mode ?? 0o644) & 0o777);
+      if (meta.mtimeMs !== undefined) setMtimeMs(tmp, meta.mtimeMs);
     } else {
       const hashing = new Transform({
         transform(chunk: Buffer, _enc, done) {
