@@ -195,17 +195,26 @@ export async function autoStatus(target: SyncTarget): Promise<AutoStatus> {
 }
 
 /** readRetry returns the paths the daemon must push again (they were changing while read last cycle). */
-function readRetry(workspace: string): string[] {
+/** readPathList reads a JSON list of workspace-relative paths kept beside the journal ([] when missing or unreadable). */
+function readPathList(file: string): string[] {
   try {
-    const v = JSON.parse(readFileSync(journalFiles(workspace).retry, 'utf8')) as unknown;
+    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown;
     return Array.isArray(v) ? v.filter((p): p is string => typeof p === 'string') : [];
   } catch {
     return [];
   }
 }
 
+function writePathList(file: string, paths: readonly string[]): void {
+  writeFileAtomicSync(file, JSON.stringify([...new Set(paths)].sort(compareKeys)) + '\n');
+}
+
+function readRetry(workspace: string): string[] {
+  return readPathList(journalFiles(workspace).retry);
+}
+
 function writeRetry(workspace: string, paths: readonly string[]): void {
-  writeFileAtomicSync(journalFiles(workspace).retry, JSON.stringify([...new Set(paths)].sort(compareKeys)) + '\n');
+  writePathList(journalFiles(workspace).retry, paths);
 }
 
 /** workspaceHasFiles tells whether any non-excluded file is left (an emptied or unmounted workspace mirrors no deletions). */
@@ -336,6 +345,10 @@ async function runCycle(target: SyncTarget, signal: AbortSignal, memory: CycleMe
     const cursor = isJournalCursor(stamp?.journalCursor) ? stamp.journalCursor : undefined;
     const deltas = readJournalDeltas(ws, cursor);
     const retry = readRetry(ws);
+    // deletions recorded while a cycle had no coverage stay pending (the cursor moves past their events)
+    const deferredFile = journalFiles(ws).deferredDeletions;
+    const deferred = readPathList(deferredFile);
+    const recordedDeletions = [...new Set([...deferred, ...deltas.deleted])].sort(compareKeys);
     let fullReason: string | undefined;
     if (since === undefined) fullReason = 'no previous push or pull of this target';
     else if (!cursor) fullReason = 'the last sync did not record a journal position';
@@ -343,7 +356,7 @@ async function runCycle(target: SyncTarget, signal: AbortSignal, memory: CycleMe
       const coverage = checkWatcherCoverage(ws, since, rules.fingerprint, target.id);
       if (!coverage.ok) fullReason = coverage.reason;
     }
-    if (!fullReason && deltas.changed.length === 0 && deltas.deleted.length === 0 && retry.length === 0) {
+    if (!fullReason && deltas.changed.length === 0 && recordedDeletions.length === 0 && retry.length === 0) {
       const idle: CycleRecord = { at, result: 'ok', files: 0, bytes: 0 };
       logCycle(idle, started, 'nothing changed');
       return idle;
@@ -360,13 +373,16 @@ async function runCycle(target: SyncTarget, signal: AbortSignal, memory: CycleMe
     let changing: string[] = [];
     if (fullReason) {
       mode = 'full';
-      const lost = deltas.deleted.length > 0 ? `; ${deltas.deleted.length} recorded deletions are not mirrored` : '';
-      logLine(`full push: ${fullReason}${lost}`);
+      // the recorded deletions are kept, not lost: mirrored by a later cycle once the watcher covers the workspace again
+      if (recordedDeletions.length > 0) writePathList(deferredFile, recordedDeletions);
+      const later = recordedDeletions.length > 0 ? `; ${recordedDeletions.length} recorded deletions wait for watcher coverage` : '';
+      logLine(`full push: ${fullReason}${later}`);
       opts = { raw: false, skipPull: false, delete: false, tar: false, journalCursor: deltas.cursor };
     } else {
-      let deleted = deltas.deleted;
+      let deleted = recordedDeletions;
       if (deleted.length > 0 && !workspaceHasFiles(ws, rules)) {
-        logLine(`the workspace has no files: ${deleted.length} recorded deletions are not mirrored`);
+        logLine(`the workspace has no files: ${deleted.length} recorded deletions are not mirrored (kept for later)`);
+        writePathList(deferredFile, deleted);
         deleted = [];
       }
       const held = await holdBackChanging(ws, [...new Set([...deltas.changed, ...retry])].sort(compareKeys), signal, memory);
@@ -389,6 +405,8 @@ async function runCycle(target: SyncTarget, signal: AbortSignal, memory: CycleMe
     const stamped = summary.errors.length === 0 && summary.conflicts.length === 0;
     writeRetry(ws, stamped ? [...changing, ...summary.unstable] : [...retry, ...changing, ...summary.unstable]);
     if (stamped) pruneJournal(ws, deltas.cursor);
+    // a journal-mode push that went through has dealt with every recorded deletion (mirrored, or exists again)
+    if (stamped && mode === 'journal' && deferred.length > 0 && opts.delete) writePathList(deferredFile, []);
     const record: CycleRecord = {
       at,
       result: summary.conflicts.length > 0 ? 'conflicts' : summary.errors.length > 0 ? 'error' : 'ok',

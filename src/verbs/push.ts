@@ -1,4 +1,6 @@
 // Verb: push. [pull pass] ─▶ scan ─▶ exclude ─▶ compare-with-state ─▶ hash ─▶ upload ─▶ [mirror recorded deletions] ─▶ commit(state, stamp).
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { lastValueFrom, map, mergeMap, defaultIfEmpty } from 'rxjs';
 import type { VerbContext, PushOptions, TransferSummary } from './types.js';
 import { openSession, type SyncSession } from './session.js';
@@ -107,6 +109,21 @@ async function planDeletion(session: SyncSession, opts: PushOptions): Promise<{ 
   return { entries, cursor: deltas.cursor };
 }
 
+/** folderIsEmpty: nothing in the folder survives the excludes (it is then synced as an empty-folder marker). */
+function folderIsEmpty(root: string, relDir: string, session: SyncSession): boolean {
+  let names: string[];
+  try {
+    names = readdirSync(join(root, relDir));
+  } catch {
+    return false;
+  }
+  return names.every((name) => {
+    const rel = `${relDir}/${name}`;
+    const entry = statLocal(root, rel);
+    return !entry || session.rules.excludes(rel, entry.type === 'dir');
+  });
+}
+
 /** workspaceIsEmpty: no file, link or folder survives the excludes (an empty or unmounted workspace never deletes). */
 async function workspaceIsEmpty(session: SyncSession): Promise<boolean> {
   for await (const _ of scanWorkspace(session.target.workspace, session.rules, () => {})) return false;
@@ -117,7 +134,7 @@ async function workspaceIsEmpty(session: SyncSession): Promise<boolean> {
 async function runUploadPass(session: SyncSession, ctx: VerbContext, opts: PushOptions, recorder: RunRecorder, uploads?: ResumableUploads): Promise<void> {
   const root = ctx.target.workspace;
   const onProblem = (p: ScanProblem) => (p.skipped ? recorder.warning(`${p.path}: ${p.message}`, p.path) : recorder.error(p.path, p.message));
-  const local = opts.only ? changedEntries(session, opts.only.changed, onProblem) : scanWorkspace(root, session.rules, onProblem);
+  const local = opts.only ? changedEntries(session, opts.only.changed, opts.only.deleted, onProblem) : scanWorkspace(root, session.rules, onProblem);
   const state = opts.raw ? (async function* (): AsyncGenerator<StateEntry> {})() : readState(session.stateFile);
   const window = new InFlightWindow(1024);
   const pairs = marchSorted<LocalEntry, StateEntry>(local, state, (l) => l.path, (s) => s.path, compareKeys);
@@ -157,17 +174,36 @@ async function runUploadPass(session: SyncSession, ctx: VerbContext, opts: PushO
   await lastValueFrom(run$);
 }
 
-/** changedEntries turns the journal's changed paths into key-ordered local entries; new folders are walked whole. */
-async function* changedEntries(session: SyncSession, changed: readonly string[], onProblem: (p: ScanProblem) => void): AsyncGenerator<LocalEntry> {
+/**
+ * changedEntries turns the journal's changed paths into key-ordered local entries; new folders are walked whole.
+ * The folders that held deleted paths are looked at too: one left empty gets its folder marker, as a full scan would.
+ */
+async function* changedEntries(
+  session: SyncSession,
+  changed: readonly string[],
+  deleted: readonly string[],
+  onProblem: (p: ScanProblem) => void,
+): AsyncGenerator<LocalEntry> {
   const root = session.target.workspace;
   const found = new Map<string, LocalEntry>();
-  for (const path of changed) {
+  const parents = new Set<string>();
+  for (const path of deleted) {
+    const bare = path.replace(/\/+$/, '');
+    const slash = bare.lastIndexOf('/');
+    if (slash > 0) parents.add(bare.slice(0, slash + 1));
+  }
+  for (const path of [...changed, ...parents]) {
     const entry = statLocal(root, path);
     if (!entry) continue; // gone again since it was recorded
     const bare = entry.type === 'dir' ? entry.path.slice(0, -1) : entry.path;
     if (session.rules.excludes(bare, entry.type === 'dir')) continue;
     if (entry.type !== 'dir') {
       found.set(entry.path, entry);
+      continue;
+    }
+    if (parents.has(path) && !changed.includes(path)) {
+      // a folder something was deleted from: only its own emptiness matters, not its whole subtree
+      if (folderIsEmpty(root, bare, session)) found.set(entry.path, entry);
       continue;
     }
     for await (const inner of scanWorkspace(root, session.rules, onProblem, entry.path)) found.set(inner.path, inner);

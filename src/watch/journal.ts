@@ -62,6 +62,8 @@ export function journalFiles(workspace: string) {
     snapshotMeta: join(dir, 'snapshot.json'),
     /** paths the auto daemon must push again next cycle (files that were changing while read). */
     retry: join(dir, 'retry.json'),
+    /** recorded deletions a cycle could not mirror (no watcher coverage then): mirrored once coverage is back. */
+    deferredDeletions: join(dir, 'deferred-deletions.json'),
     segment: (seq: number) => join(dir, `${String(seq).padStart(10, '0')}.jsonl`),
   };
 }

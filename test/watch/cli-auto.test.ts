@@ -3,7 +3,7 @@
 // the middle of a cycle (stale lock reclaimed, nothing lost), a file appended to continuously, and --stop leaving no process.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { swmPaths } from '../../src/state/paths.js';
 import { daemonState } from '../../src/verbs/auto.js';
@@ -46,6 +46,23 @@ const lockHolderPid = (ws: string): number | undefined => {
 };
 
 describe.each(BACKENDS)('auto on a %s bucket', (kind) => {
+  it('mirrors recorded deletions, and a folder they leave empty gets its empty-folder marker', async () => {
+    const sb = openSandbox(kind);
+    writeFiles(sb.ws, { 'keep.txt': 'keep', 'gone.txt': 'gone', 'box/only.txt': 'only', 'full/a.txt': 'a', 'full/b.txt': 'b' });
+    await pushOk(sb);
+    await startAuto(sb);
+    await firstCycle(sb);
+    rmSync(join(sb.ws, 'gone.txt'));
+    rmSync(join(sb.ws, 'box/only.txt'));
+    rmSync(join(sb.ws, 'full/a.txt'));
+    await eventually(async () => {
+      const keys = keysOf(await sb.bucket.list());
+      return !keys.includes('gone.txt') && !keys.includes('box/only.txt') && !keys.includes('full/a.txt') && keys.includes('box/') ? keys : undefined;
+    }, 'the deletions mirrored and the box/ marker uploaded', 15_000);
+    const keys = keysOf(await sb.bucket.list());
+    expect(keys).toEqual(['box/', 'full/b.txt', 'keep.txt']);
+  });
+
   it('is refused without a stamp, starts with --force, gets a new file to the bucket within seconds, and --stop leaves no process', async () => {
     const sb = openSandbox(kind);
     writeFiles(sb.ws, { 'first.txt': 'first' });
