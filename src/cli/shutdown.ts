@@ -1,7 +1,10 @@
 // SIGINT/SIGTERM during a transfer: the first signal aborts the verb (it cleans up and rejects), a second one exits at once.
+import { setMaxListeners } from 'node:events';
 
 /** shutdown is aborted by the first SIGINT/SIGTERM once handlers are installed; its signal goes into VerbContext. */
 export const shutdown = new AbortController();
+// every request and stream in flight listens on this one signal (64 and more at once): no MaxListenersExceededWarning
+setMaxListeners(0, shutdown.signal);
 
 /** EXIT_ON_SIGNAL are the conventional exit codes of a process stopped by a signal (128 + signal number). */
 export const EXIT_ON_SIGNAL: Record<'SIGINT' | 'SIGTERM', number> = { SIGINT: 130, SIGTERM: 143 };

@@ -59,8 +59,11 @@ export async function decidePull(pair: Paired<StateEntry, RemoteEntry>, ctx: Pul
       if (seen === 'retimed') {
         // same ETag, rewritten since: S3 ETags digest the content only, so this may be a metadata change (a chmod)
         const head = await ctx.storage.head(ctx.dest + path);
-        if (head && head.etag === remote.info.etag && head.meta?.hash === base.hash && (head.meta.type ?? 'file') === base.type &&
-            (head.meta.mode === undefined || head.meta.mode === base.mode)) {
+        if (head && head.etag === remote.info.etag && head.meta?.hash === base.hash && (head.meta.type ?? 'file') === base.type) {
+          // the content is what was last synced: a new mode is applied where this side left the file as it was;
+          // a local change (or deletion) of the content is push's business, as for any remote-unchanged file
+          const local = head.meta.mode !== undefined && head.meta.mode !== base.mode ? statLocal(ctx.root, path) : undefined;
+          if (local && sameStat(local, base)) return { kind: 'download', path, remote, expectedLocal: local };
           return { kind: 'set-state', path, entry: { ...base, ...remoteSeen(remote.info) } };
         }
       }

@@ -22,6 +22,12 @@ export interface StateEntry {
   etag: string;
   /** symlink target. */
   target?: string;
+  /**
+   * the remote object's last-modified time in whole seconds, as last seen in a listing, GET or HEAD; absent when the
+   * ETag came from a put (whose answer has no time). S3 ETags digest the content only: a rewrite that changed only the
+   * metadata (a chmod) keeps the ETag and moves this time (engine/plan.ts compareRemote).
+   */
+  remoteTime?: number;
 }
 
 const HEADER = '#swm-state 1';
@@ -37,7 +43,8 @@ export class StateCorruptError extends Error {
 
 function encodeEntry(e: StateEntry): string {
   const row: unknown[] = [e.path, e.type[0], e.size, e.mtimeMs, e.mode, e.hash, e.etag];
-  if (e.target !== undefined) row.push(e.target);
+  if (e.target !== undefined || e.remoteTime !== undefined) row.push(e.target ?? null);
+  if (e.remoteTime !== undefined) row.push(e.remoteTime);
   return JSON.stringify(row);
 }
 
@@ -45,14 +52,16 @@ const TYPES = { f: 'file', s: 'symlink', d: 'dir' } as const;
 
 function decodeEntry(line: string): StateEntry {
   const row = JSON.parse(line) as unknown;
-  if (!Array.isArray(row) || row.length < 7 || row.length > 8) throw new StateCorruptError('malformed state line');
-  const [path, t, size, mtimeMs, mode, hash, etag, target] = row as [unknown, unknown, unknown, unknown, unknown, unknown, unknown, unknown];
+  if (!Array.isArray(row) || row.length < 7 || row.length > 9) throw new StateCorruptError('malformed state line');
+  const [path, t, size, mtimeMs, mode, hash, etag, target, remoteTime] = row as unknown[];
   if (typeof path !== 'string' || typeof t !== 'string' || !(t in TYPES) || typeof size !== 'number' || typeof mtimeMs !== 'number' ||
-      typeof mode !== 'number' || typeof hash !== 'string' || typeof etag !== 'string' || (target !== undefined && typeof target !== 'string')) {
+      typeof mode !== 'number' || typeof hash !== 'string' || typeof etag !== 'string' ||
+      (target !== undefined && target !== null && typeof target !== 'string') || (remoteTime !== undefined && typeof remoteTime !== 'number')) {
     throw new StateCorruptError('malformed state line');
   }
   const e: StateEntry = { path, type: TYPES[t as keyof typeof TYPES], size, mtimeMs, mode, hash, etag };
-  if (target !== undefined) e.target = target;
+  if (typeof target === 'string') e.target = target;
+  if (typeof remoteTime === 'number') e.remoteTime = remoteTime;
   return e;
 }
 

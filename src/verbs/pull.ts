@@ -23,7 +23,7 @@ export async function pull(ctx: VerbContext, opts: PullOptions): Promise<Transfe
     return pullTar(ctx);
   }
   const session = await openSession(ctx.target, ctx.progress, {
-    verb: 'pull', createWorkspace: true, createBucket: false, lock: true, force: ctx.force, useState: !opts.raw,
+    verb: 'pull', createWorkspace: true, createBucket: false, lock: true, force: ctx.force, useState: !opts.raw, dryRun: ctx.dryRun,
   });
   try {
     const recorder = new RunRecorder(session.stateFile, ctx.progress, !opts.raw && !ctx.dryRun, ctx.dryRun);

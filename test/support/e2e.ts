@@ -21,6 +21,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import xxhash from 'xxhash-wasm';
 import { afterEach, beforeAll, expect, inject } from 'vitest';
 import { createFileStorage } from '../../src/storage/file.js';
 import { compareKeys } from '../../src/keys.js';
@@ -114,7 +115,11 @@ export function runSwm(args: string[], options: RunOptions): Promise<SwmRun> {
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    const timeoutMs = options.timeoutMs ?? 60_000;
+    const timer = setTimeout(() => {
+      stderr += `\n[e2e: swm ${args.join(' ')} still running after ${timeoutMs} ms: killed]\n`;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.on('error', (e) => {
       clearTimeout(timer);
       liveChildren.delete(child);
@@ -407,6 +412,12 @@ export function readTree(root: string): Record<string, TreeEntry> {
 /** expectSameTree compares two workspaces byte for byte (contents, modes, mtimes, symlinks, empty folders). */
 export function expectSameTree(actual: string, expected: string): void {
   expect(readTree(actual)).toEqual(readTree(expected));
+}
+
+/** xxh64Hex is the xxh64 (seed 0) of data as 16 hex digits, computed here independently of swm's hash stage. */
+export async function xxh64Hex(data: Buffer): Promise<string> {
+  const { create64 } = await xxhash();
+  return create64().update(data).digest().toString(16).padStart(16, '0');
 }
 
 /** sha256 of a file or buffer, hex. */
