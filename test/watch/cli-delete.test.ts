@@ -111,7 +111,7 @@ describe.each(BACKENDS)('watch and push --delete on a %s bucket', (kind) => {
     expect(before).toHaveLength(31);
 
     sh(sb.ws, 'rm -rf -- *'); // every file, with the watcher running (.swm/ is hidden and stays)
-    await waitJournaled(sb.ws, { deleted: ['top.txt', 'f'] });
+    await waitJournaled(sb.ws, { deleted: ['top.txt', 'f'] }, 20_000); // 31 deletions, batched and fsync'd: give a loaded machine time
     let r = await sb.swm(['push', ...sb.target, '--delete']);
     expect(r.code).toBe(4);
     expect(r.stderr).toMatch(/--delete refused: the workspace .* has no files left, so it may be unmounted or wiped; nothing was deleted/);

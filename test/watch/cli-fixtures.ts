@@ -307,7 +307,7 @@ export async function cleanupSandboxes(): Promise<void> {
       await sleep(50);
     }
     await sb.bucket.close();
-    rmSync(sb.root, { recursive: true, force: true });
+    rmSync(sb.root, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
   }
 }
 

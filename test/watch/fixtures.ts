@@ -58,7 +58,8 @@ export async function cleanup(): Promise<void> {
     try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
   }
   pids.clear();
-  for (const f of folders.splice(0)) rmSync(f, { recursive: true, force: true });
+  // a watcher or snapshot process killed a moment ago may still be closing files in .swm/: retry a few times
+  for (const f of folders.splice(0)) rmSync(f, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
 }
 
 /** waitUntil polls check until it returns truthy (returns that value) or throws after timeoutMs. */
