@@ -40,6 +40,8 @@ export interface PullPlanContext {
   storage: Storage;
   dest: string;
   raw: boolean;
+  /** hashes this workspace started uploading since its last commit (state/intents.ts): such a remote version is ours. */
+  ourUploads?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 /**
@@ -93,6 +95,12 @@ export async function decidePull(pair: Paired<StateEntry, RemoteEntry>, ctx: Pul
     if (head && head.meta?.hash === undefined && local.type === 'file' && (head.meta?.type ?? 'file') === 'file' && head.size === local.size &&
         (await remoteContentHash(ctx.storage, ctx.dest + path)) === localHash) {
       return { kind: 'set-state', path, entry: { ...stateOf(local, localHash), ...remoteSeen(head) } };
+    }
+    // a version this workspace uploaded itself but never recorded (killed between the put and the state commit), and
+    // changed locally since: the remote holds nothing new, so record it as the base and let push upload the local change
+    if (head?.meta?.hash !== undefined && ctx.ourUploads?.get(path)?.has(head.meta.hash)) {
+      const mode = head.meta.mode ?? local.mode;
+      return { kind: 'set-state', path, entry: { path, type: head.meta.type ?? 'file', size: -1, mtimeMs: -1, mode, hash: head.meta.hash, ...remoteSeen(head) } };
     }
     return { kind: 'conflict', path, reason: base ? 'changed on both sides' : 'exists on both sides with different content' };
   }

@@ -23,6 +23,8 @@ export interface TransferContext {
   signal?: AbortSignal;
   /** resume records of this target (push on a storage that can resume): big files go through resumable multipart uploads. */
   uploads?: ResumableUploads;
+  /** called with (path, hash) right before an object is written (state/intents.ts: a crash then leaves a trace of it). */
+  onUploadIntent?: (path: string, hash: string) => void;
 }
 
 /**
@@ -61,6 +63,7 @@ export async function uploadEntry(local: LocalEntry, base: StateEntry | undefine
     return { kind: 'unchanged', entry: { ...stateOf(local, hash), etag: base.etag, ...(base.remoteTime !== undefined ? { remoteTime: base.remoteTime } : {}) } };
   }
   const meta = metaFor(local, hash);
+  ctx.onUploadIntent?.(local.path, hash);
   const onProgress = (bytes: number) => ctx.progress.next({ type: 'bytes', path: local.path, bytes, total: local.size });
   if (body) {
     const { etag } = await ctx.storage.put(key, body, { size: body.length, meta, signal: ctx.signal, onProgress });

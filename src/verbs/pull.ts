@@ -4,6 +4,7 @@ import type { VerbContext, PullOptions, TransferSummary } from './types.js';
 import { openSession, type SyncSession } from './session.js';
 import { fromWindowed, releaseWindow, marchSorted, InFlightWindow } from '../engine/flow.js';
 import { readState, type StateEntry } from '../state/store.js';
+import { readUploadIntents } from '../state/intents.js';
 import { listRemote, remoteHasAny, type RemoteEntry } from '../engine/remote.js';
 import { decidePull, type PullDecision } from '../engine/plan.js';
 import { downloadEntry, deleteLocalEntry } from '../engine/transfer.js';
@@ -60,7 +61,7 @@ export async function runPullPass(session: SyncSession, ctx: VerbContext, raw: b
   const remote = listRemote(storage, target.dest, rules, (u) => recorder.error(u.key, `refusing object key ${JSON.stringify(u.key)}: ${u.reason}`, ExitCode.usage));
   const window = new InFlightWindow(1024);
   const pairs = marchSorted<StateEntry, RemoteEntry>(stateStream, remote, (s) => s.path, (r) => r.path, compareKeys);
-  const planCtx = { root, storage, dest: target.dest, raw };
+  const planCtx = { root, storage, dest: target.dest, raw, ourUploads: raw ? undefined : readUploadIntents(session.stateFile) };
   const transferCtx = { root, storage, dest: target.dest, progress: ctx.progress, signal: ctx.signal };
 
   const run$ = fromWindowed(pairs, window).pipe(

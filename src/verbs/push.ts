@@ -14,6 +14,7 @@ import { planRemoteDeletions } from '../engine/deletions.js';
 import { RunRecorder } from '../engine/commit.js';
 import { readState, type StateEntry } from '../state/store.js';
 import { readStamp, writeStamp } from '../state/stamp.js';
+import { recordUploadIntent, clearUploadIntents } from '../state/intents.js';
 import { checkWatcherCoverage, readJournalDeltas, pruneJournal, isJournalCursor } from '../watch/journal.js';
 import { compareKeys } from '../keys.js';
 import { refusal, usageError } from '../errors.js';
@@ -62,6 +63,8 @@ export async function push(ctx: VerbContext, opts: PushOptions): Promise<Transfe
     }
 
     const summary = await recorder.finish();
+    // every upload that started has landed in the committed state (or was never sent): no intent is left to remember
+    if (!opts.raw && !ctx.dryRun && summary.errors.length === 0 && summary.unstable.length === 0) clearUploadIntents(session.stateFile);
     if (!opts.raw && !ctx.dryRun && summary.errors.length === 0) {
       const cursor = deletion?.cursor ?? opts.journalCursor;
       await writeStamp(root, {
@@ -138,7 +141,11 @@ async function runUploadPass(session: SyncSession, ctx: VerbContext, opts: PushO
   const state = opts.raw ? (async function* (): AsyncGenerator<StateEntry> {})() : readState(session.stateFile);
   const window = new InFlightWindow(1024);
   const pairs = marchSorted<LocalEntry, StateEntry>(local, state, (l) => l.path, (s) => s.path, compareKeys);
-  const transferCtx = { root, storage: session.storage, dest: ctx.target.dest, progress: ctx.progress, signal: ctx.signal, uploads };
+  const persist = !opts.raw && !ctx.dryRun;
+  const transferCtx = {
+    root, storage: session.storage, dest: ctx.target.dest, progress: ctx.progress, signal: ctx.signal, uploads,
+    onUploadIntent: persist ? (path: string, hash: string) => recordUploadIntent(session.stateFile, path, hash) : undefined,
+  };
 
   async function applyPush(d: PushDecision): Promise<void> {
     if (d.kind === 'none') {
