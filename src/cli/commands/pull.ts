@@ -3,8 +3,7 @@ import { defineCommand } from 'citty';
 import { resolveTarget } from '../../config/resolve.js';
 import type { PullOptions } from '../../verbs/types.js';
 import { cittyArgs, DRY_RUN_OPTION, FORCE_OPTION, OUTPUT_OPTIONS, TARGET_OPTIONS, type OptionSpec } from '../options.js';
-import { renderTransfer } from '../render-transfer.js';
-import { abortOnSignals, shutdown } from '../shutdown.js';
+import { runTransfer } from '../transfer-run.js';
 import { flag, parseSyncArgs, type SyncCommand } from '../sync-args.js';
 
 const COMMAND = 'swm sync pull';
@@ -28,19 +27,7 @@ export const pullCommand: SyncCommand = {
     const options: PullOptions = { raw: flag(values, 'raw'), tar: flag(values, 'tar') };
     const target = await resolveTarget(input);
     // loaded only now: the verb and rxjs are most of swm's startup cost, and --help needs neither
-    const [{ pull }, { createProgress }] = await Promise.all([import('../../verbs/pull.js'), import('../../engine/progress.js')]);
-    const progress = createProgress();
-    const dryRun = flag(values, 'dry-run');
-    const renderer = renderTransfer(progress, output, { verb: 'pull', id: target.id, dryRun });
-    abortOnSignals();
-    try {
-      const summary = await pull({ target, progress, force: flag(values, 'force'), dryRun, signal: shutdown.signal }, options);
-      return renderer.finish(summary);
-    } catch (e) {
-      renderer.abandon();
-      throw e;
-    } finally {
-      progress.complete();
-    }
+    const { pull } = await import('../../verbs/pull.js');
+    return runTransfer('pull', target, { values, output }, (ctx) => pull(ctx, options));
   },
 };

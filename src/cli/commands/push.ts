@@ -4,8 +4,7 @@ import { resolveTarget } from '../../config/resolve.js';
 import { usageError } from '../../errors.js';
 import type { PushOptions } from '../../verbs/types.js';
 import { cittyArgs, DRY_RUN_OPTION, FORCE_OPTION, OUTPUT_OPTIONS, positiveInteger, TARGET_OPTIONS, type OptionSpec } from '../options.js';
-import { renderTransfer } from '../render-transfer.js';
-import { abortOnSignals, shutdown } from '../shutdown.js';
+import { runTransfer } from '../transfer-run.js';
 import { flag, parseSyncArgs, type SyncCommand } from '../sync-args.js';
 
 const COMMAND = 'swm sync push';
@@ -41,19 +40,7 @@ export const pushCommand: SyncCommand = {
     }
     const target = await resolveTarget(input);
     // loaded only now: the verb and rxjs are most of swm's startup cost, and --help needs neither
-    const [{ push }, { createProgress }] = await Promise.all([import('../../verbs/push.js'), import('../../engine/progress.js')]);
-    const progress = createProgress();
-    const dryRun = flag(values, 'dry-run');
-    const renderer = renderTransfer(progress, output, { verb: 'push', id: target.id, dryRun });
-    abortOnSignals();
-    try {
-      const summary = await push({ target, progress, force: flag(values, 'force'), dryRun, signal: shutdown.signal }, options);
-      return renderer.finish(summary);
-    } catch (e) {
-      renderer.abandon();
-      throw e;
-    } finally {
-      progress.complete();
-    }
+    const { push } = await import('../../verbs/push.js');
+    return runTransfer('push', target, { values, output }, (ctx) => push(ctx, options));
   },
 };
