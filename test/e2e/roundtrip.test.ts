@@ -26,7 +26,10 @@ describe.each(BACKENDS)('round trip on $name', (factory) => {
     expectCode(firstPull, 0);
     expectSameTree(b, a);
 
-    // modify: change content, change a mode, add a file, add an empty folder, retarget a symlink
+    // modify: change content, change a mode, add a file, add an empty folder, retarget a symlink. S3 keeps the ETag of a
+    // mode-only rewrite and its LastModified has whole seconds: a chmod is only visible to other workspaces once the
+    // rewrite lands in a later second than the upload they saw (README, "Remote layout") — so let one second pass
+    await new Promise((r) => setTimeout(r, 1100));
     writeFileSync(join(a, 'src/main.py'), 'print("changed")\n');
     chmodSync(join(a, 'secret.key'), 0o640);
     writeTree(a, { 'new folder/new file.txt': 'new\n', 'later-empty': { dir: true } });

@@ -1,5 +1,6 @@
 // Shared fixtures of the watcher/daemon tests: temporary workspaces, a file: target, polling, and cleanup of every process started.
 import { existsSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { processesUnder } from './cli-fixtures.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,8 +59,18 @@ export async function cleanup(): Promise<void> {
     try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
   }
   pids.clear();
-  // a watcher or snapshot process killed a moment ago may still be closing files in .swm/: retry a few times
-  for (const f of folders.splice(0)) rmSync(f, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+  for (const f of folders.splice(0)) {
+    // also the processes a watcher spawned (its snapshot child): anything whose command line names the folder
+    for (let i = 0; i < 50; i++) {
+      const left = processesUnder(f);
+      if (left.length === 0) break;
+      for (const p of left) {
+        try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    rmSync(f, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+  }
 }
 
 /** waitUntil polls check until it returns truthy (returns that value) or throws after timeoutMs. */
