@@ -49,19 +49,15 @@ import { tempPathFor } from '../state/atomic.js';
 import { TEMP_INFIX } from '../state/paths.js';
 import { xxh, hex64 } from '../engine/hash.js';
 import { parsePaxTime } from './pax-time.js';
+import type { TarSourceEntry } from './pack.js';
 
 type Hasher = Awaited<ReturnType<typeof xxh>>;
 
-/** ExtractedEntry is one entry written by extractTar, as it now is on disk (for the caller's state). */
-export interface ExtractedEntry {
-  /** workspace-relative, '/'-separated, no trailing slash. */
-  path: string;
-  type: 'file' | 'dir' | 'symlink';
-  size: number;
-  mtimeMs: number;
-  /** permission bits applied (setuid/setgid/sticky stripped). */
-  mode: number;
-  target?: string;
+/**
+ * ExtractedEntry is one entry written by extractTar, as it now is on disk (for the caller's state): the same shape as
+ * what packTar takes, with no trailing slash on folders, setuid/setgid/sticky stripped from `mode`, and files' xxh64.
+ */
+export interface ExtractedEntry extends TarSourceEntry {
   /** regular files: xxh64 (16 hex digits) of the bytes written. */
   hash?: string;
 }
