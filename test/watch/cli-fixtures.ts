@@ -1,9 +1,9 @@
 // Fixtures of the CLI-driven watcher/daemon tests: the built `swm` run as a child process in a sandbox (HOME and XDG_* in
 // temporary folders), a bucket on either backend (`file:` or the MinIO test server) read back independently of swm for S3,
 // and cleanup of every process a test started (found by the sandbox path on their command lines).
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -21,48 +21,8 @@ export const BACKENDS = ['file', 's3'] as const;
 /** BackendKind is one of BACKENDS. */
 export type BackendKind = (typeof BACKENDS)[number];
 
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-/**
- * ensureBuilt compiles src/ into dist/ when dist is missing or older than a source file (`npm test` builds first; this covers
- * `npx vitest run test/watch`). It shares test/support/e2e.ts's lock folder so parallel test files never compile at once.
- */
-export function ensureBuilt(): void {
-  const stale = () => !existsSync(SWM) || statSync(SWM).mtimeMs < newestSource(join(REPO, 'src'));
-  if (!stale()) return;
-  const lock = join(tmpdir(), 'swm-e2e-build.lock');
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      try {
-        if (Date.now() - statSync(lock).mtimeMs > 120_000) rmdirSync(lock);
-      } catch {
-        /* gone meanwhile */
-      }
-      if (Date.now() > deadline) throw new Error('timed out waiting for another test file to build dist/');
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
-    }
-  }
-  try {
-    if (stale()) {
-      const r = spawnSync(join(REPO, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.json'], { cwd: REPO, encoding: 'utf8' });
-      if (!existsSync(SWM)) throw new Error(`building dist/ failed:\n${r.stdout}${r.stderr}`);
-    }
-  } finally {
-    rmdirSync(lock);
-  }
-}
+/** ensureBuilt compiles src/ into dist/ when it is stale (shared with the e2e tests, one lock folder for all). */
+export { ensureBuilt } from '../support/e2e.js';
 
 /** RemoteObject is one object under the test's dest, as the independent reader lists it (key relative to the dest). */
 export interface RemoteObject {
