@@ -4,7 +4,7 @@ import { mkdirSync, openSync, readFileSync, unlinkSync, writeSync, closeSync } f
 import { dirname } from 'node:path';
 import { writeFileAtomicSync } from '../state/atomic.js';
 import { errnoCode } from '../errors.js';
-import { isProcessAlive, type ProcessIdentity } from './process.js';
+import { isProcessAlive, stopProcess, type ProcessIdentity } from './process.js';
 
 /** PidRecord is the part every pid file shares. */
 export interface PidRecord {
@@ -75,4 +75,17 @@ export function inspectPidFile<T extends PidRecord>(path: string, identity: Proc
 export function removeStalePidFile(path: string, identity: ProcessIdentity): boolean {
   const state = inspectPidFile(path, identity);
   return state.kind === 'stale' ? removePidRecord(path, state.record.pid) : false;
+}
+
+/** stopPidFileProcess stops the process a pid file names (SIGTERM, SIGKILL after the grace) and removes the file, stale or not. */
+export async function stopPidFileProcess(path: string, identity: ProcessIdentity): Promise<{ wasRunning: boolean }> {
+  const state = inspectPidFile(path, identity);
+  if (state.kind === 'none') return { wasRunning: false };
+  if (state.kind === 'stale') {
+    removePidRecord(path, state.record.pid);
+    return { wasRunning: false };
+  }
+  const outcome = await stopProcess(state.record.pid, identity);
+  removePidRecord(path, state.record.pid); // it removes its own on SIGTERM; not when killed
+  return { wasRunning: outcome !== 'not-running' };
 }

@@ -13,7 +13,7 @@ import { writeFileAtomicSync } from '../state/atomic.js';
 import { compareKeys } from '../keys.js';
 import { errnoCode, ExitCode, failure, isSwmError, refusal, usageError } from '../errors.js';
 import { compiledEntry, isProcessAlive, spawnDetached, stopProcess, waitFor, type ProcessIdentity } from '../daemon/process.js';
-import { claimPidRecord, inspectPidFile, readPidRecord, removePidRecord, writePidRecord, type PidRecord } from '../daemon/pidfile.js';
+import { claimPidRecord, inspectPidFile, readPidRecord, removePidRecord, stopPidFileProcess, writePidRecord, type PidRecord } from '../daemon/pidfile.js';
 import { logLine, logTail, rotateOpenLog } from '../daemon/log.js';
 import { checkWatcherCoverage, isJournalCursor, journalFiles, pruneJournal, readJournalDeltas } from '../watch/journal.js';
 import { liveWatcher } from '../watch/watcher-record.js';
@@ -148,17 +148,7 @@ export async function autoStart(target: SyncTarget, opts: { interval: number; fo
 
 /** autoStop stops the daemon (SIGTERM: it finishes or aborts its cycle; SIGKILL after 5 s). The watcher keeps running. */
 export async function autoStop(target: SyncTarget): Promise<{ wasRunning: boolean }> {
-  const ws = target.workspace;
-  const paths = swmPaths(ws);
-  const state = inspectPidFile<DaemonRecord>(paths.daemon, daemonIdentity(ws));
-  if (state.kind === 'none') return { wasRunning: false };
-  if (state.kind === 'stale') {
-    removePidRecord(paths.daemon, state.record.pid);
-    return { wasRunning: false };
-  }
-  const outcome = await stopProcess(state.record.pid, daemonIdentity(ws));
-  removePidRecord(paths.daemon, state.record.pid); // it removes its own on SIGTERM; not when killed
-  return { wasRunning: outcome !== 'not-running' };
+  return stopPidFileProcess(swmPaths(target.workspace).daemon, daemonIdentity(target.workspace));
 }
 
 /** daemonState is the daemon part of `swm sync status` (a dead pid counts as not running). */

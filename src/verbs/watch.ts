@@ -4,10 +4,10 @@ import type { SyncTarget } from '../config/types.js';
 import { buildExcludeRules } from '../engine/exclude.js';
 import { swmPaths } from '../state/paths.js';
 import { errnoCode, failure, usageError } from '../errors.js';
-import { compiledEntry, isProcessAlive, spawnDetached, stopProcess, waitFor } from '../daemon/process.js';
-import { readPidRecord, removePidRecord } from '../daemon/pidfile.js';
+import { compiledEntry, isProcessAlive, spawnDetached, waitFor } from '../daemon/process.js';
+import { readPidRecord, stopPidFileProcess } from '../daemon/pidfile.js';
 import { logTail } from '../daemon/log.js';
-import { inspectWatcher, liveWatcher, watcherIdentity, type WatcherRecord } from '../watch/watcher-record.js';
+import { liveWatcher, watcherIdentity, type WatcherRecord } from '../watch/watcher-record.js';
 import type { WatcherOptions } from '../watch/watcher.js';
 
 /** WATCH_START_TIMEOUT_MS bounds how long watchStart waits for the watcher to be live (subscribed, restart gap reconciled). */
@@ -61,17 +61,7 @@ export async function watchStart(target: SyncTarget): Promise<{ alreadyRunning: 
 
 /** watchStop stops the workspace's watcher (SIGTERM, SIGKILL after 5 s) and makes sure no pid file is left behind. */
 export async function watchStop(target: SyncTarget): Promise<{ wasRunning: boolean }> {
-  const ws = target.workspace;
-  const paths = swmPaths(ws);
-  const state = inspectWatcher(ws);
-  if (state.kind === 'none') return { wasRunning: false };
-  if (state.kind === 'stale') {
-    removePidRecord(paths.watcher, state.record.pid);
-    return { wasRunning: false };
-  }
-  const outcome = await stopProcess(state.record.pid, watcherIdentity(ws));
-  removePidRecord(paths.watcher, state.record.pid); // it removes its own on SIGTERM; not when killed
-  return { wasRunning: outcome !== 'not-running' };
+  return stopPidFileProcess(swmPaths(target.workspace).watcher, watcherIdentity(target.workspace));
 }
 
 /** watcherState is the watcher part of `swm sync status`: running or not (a dead pid counts as not running), pid, since, fingerprint. */
