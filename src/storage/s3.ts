@@ -29,6 +29,7 @@ import { ExitCode, SwmError, failure, isSwmError } from '../errors.js';
 import { compareKeys } from '../keys.js';
 import { decodeMeta, encodeMeta } from './meta.js';
 import { validateRange } from './range.js';
+import { DirectObjectRequests, type DirectAnswer } from './s3-direct.js';
 import { StorageError } from './storage-error.js';
 import {
   INVALID_RANGE,
@@ -56,6 +57,11 @@ export interface S3StorageOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** attempts per request, retries included (default 6). */
   maxAttempts?: number;
+  /**
+   * false sends every request through the SDK; by default single-object PUT/GET/HEAD/UploadPart go out directly
+   * (s3-direct.ts) and fall back to the SDK on anything but a 2xx answer. SWM_S3_SDK_ONLY=1 has the effect of false.
+   */
+  directRequests?: boolean;
 }
 
 /** SINGLE_PUT_LIMIT: bodies below this many bytes go in one PutObject (buffered, so the SDK can retry them). */
@@ -237,6 +243,8 @@ class S3Storage implements Storage {
   private readonly agents: { http: HttpAgent; https: HttpsAgent };
   private readonly ca: Buffer | undefined;
   private readonly secrets: string[];
+  /** the fast path for single-object requests, or undefined when turned off. */
+  private readonly direct: DirectObjectRequests | undefined;
 
   constructor(spec: S3Spec, options: S3StorageOptions) {
     this.description = spec.text;
@@ -276,6 +284,8 @@ class S3Storage implements Storage {
       }),
     });
     addContentMd5ForDeleteObjects(this.client);
+    const direct = options.directRequests ?? process.env.SWM_S3_SDK_ONLY !== '1';
+    this.direct = direct ? new DirectObjectRequests(this.client, this.bucket, this.agents, socketIdleTimeoutMs(), this.endpoint) : undefined;
   }
 
   private fail(e: unknown, operation: string): SwmError {
@@ -332,6 +342,8 @@ class S3Storage implements Storage {
 
   async head(key: string): Promise<ObjectInfo | undefined> {
     try {
+      const direct = await this.direct?.head(key);
+      if (direct) return infoFromHeaders(key, direct);
       const r = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return { key, size: r.ContentLength ?? 0, etag: normalizeEtag(r.ETag), lastModified: r.LastModified?.getTime(), meta: decodeMeta(r.Metadata) };
     } catch (e) {
@@ -345,10 +357,11 @@ class S3Storage implements Storage {
 
   async get(key: string, range?: ByteRange): Promise<GetResult> {
     if (range) validateRange(key, range);
+    const rangeHeader = range ? `bytes=${range.start}-${range.end - 1}` : undefined;
     try {
-      const r = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(range ? { Range: `bytes=${range.start}-${range.end - 1}` } : {}) }),
-      );
+      const direct = await this.direct?.get(key, rangeHeader);
+      if (direct) return { info: infoFromHeaders(key, direct), body: direct.body };
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, ...(rangeHeader ? { Range: rangeHeader } : {}) }));
       const total = r.ContentRange ? Number(/\/(\d+)$/.exec(r.ContentRange)?.[1]) : undefined;
       const info: ObjectInfo = {
         key,
@@ -379,9 +392,10 @@ class S3Storage implements Storage {
     try {
       if (size !== undefined && size < SINGLE_PUT_LIMIT) {
         const data = Buffer.isBuffer(body) ? body : await readExactly(body, size, key, signal);
-        const r = await this.client.send(new PutObjectCommand({ ...params, Body: data, ContentLength: data.length }), { abortSignal: signal });
+        const direct = await this.direct?.put(key, data, params.Metadata, options.ifNoneMatch === true, signal);
+        const etag = direct ? direct.headers.etag : (await this.client.send(new PutObjectCommand({ ...params, Body: data, ContentLength: data.length }), { abortSignal: signal })).ETag;
         options.onProgress?.(data.length);
-        return { etag: normalizeEtag(r.ETag) };
+        return { etag: normalizeEtag(etag) };
       }
       const partSize = size === undefined ? UNKNOWN_SIZE_PART_SIZE : partSizeFor(size);
       const source = Buffer.isBuffer(body) || size === undefined ? body : withExactLength(body, size, key);
@@ -477,10 +491,13 @@ class S3Storage implements Storage {
   private async uploadPart(key: string, uploadId: string, partNumber: number, body: Buffer, signal?: AbortSignal): Promise<string> {
     signal?.throwIfAborted();
     try {
-      const r = await this.client.send(
-        new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length }),
-        { abortSignal: signal },
-      );
+      const direct = await this.direct?.uploadPart(key, uploadId, partNumber, body, signal);
+      const r = direct
+        ? { ETag: direct.headers.etag }
+        : await this.client.send(
+            new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumber: partNumber, Body: body, ContentLength: body.length }),
+            { abortSignal: signal },
+          );
       if (!r.ETag) throw failure(`upload part ${partNumber} of ${key} in ${this.description}: the server returned no etag`);
       return normalizeEtag(r.ETag);
     } catch (e) {
@@ -629,6 +646,25 @@ function addContentMd5ForDeleteObjects(client: S3Client): void {
 export function partSizeFor(size: number): number {
   const mib = 1024 * 1024;
   return Math.max(MIN_PART_SIZE, Math.ceil(size / MAX_PARTS / mib) * mib);
+}
+
+/** infoFromHeaders reads an object's info from a direct GET or HEAD answer, as the SDK's GetObject/HeadObject output would give it. */
+function infoFromHeaders(key: string, answer: DirectAnswer): ObjectInfo {
+  const h = answer.headers;
+  const total = typeof h['content-range'] === 'string' ? Number(/\/(\d+)$/.exec(h['content-range'])?.[1]) : undefined;
+  const length = Number(h['content-length'] ?? 0);
+  const modified = typeof h['last-modified'] === 'string' ? Date.parse(h['last-modified']) : NaN;
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(h)) {
+    if (name.startsWith('x-amz-meta-') && typeof value === 'string') metadata[name.slice('x-amz-meta-'.length)] = value;
+  }
+  return {
+    key,
+    size: total !== undefined && Number.isFinite(total) ? total : Number.isFinite(length) ? length : 0,
+    etag: normalizeEtag(typeof h.etag === 'string' ? h.etag : undefined),
+    lastModified: Number.isFinite(modified) ? modified : undefined,
+    meta: decodeMeta(metadata),
+  };
 }
 
 /** normalizeEtag strips the quotes S3 puts around ETags, so put, head and list report the same string. */

@@ -5,6 +5,7 @@ import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/cli
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { SwmError } from '../../src/errors.js';
 import { createS3Storage, describeS3Error, isLocalHost, MAX_PARTS, partSizeFor, type S3Spec } from '../../src/storage/s3.js';
+import { startFaultProxy } from '../support/fault-proxy.js';
 import { defineStorageConformance, listAll } from './conformance.js';
 
 const s3 = inject('s3');
@@ -44,9 +45,10 @@ async function errorOf(p: Promise<unknown>): Promise<SwmError> {
 
 afterAll(() => admin.destroy());
 
-defineStorageConformance('s3', async () => {
+/** conformanceTarget opens a fresh bucket for one conformance test and removes it afterwards. */
+async function conformanceTarget(options: { directRequests?: boolean } = {}) {
   const bucket = await freshBucket();
-  const storage = createS3Storage(specFor(bucket), { credentials });
+  const storage = createS3Storage(specFor(bucket), { credentials, ...options });
   return {
     storage,
     cleanup: async () => {
@@ -56,7 +58,68 @@ defineStorageConformance('s3', async () => {
       await storage.close();
     },
   };
-}, { objectsUnderObjects: false /* MinIO hides `a/b` from listings while an object `a` exists */ });
+}
+
+// MinIO hides `a/b` from listings while an object `a` exists: objectsUnderObjects is off for S3
+defineStorageConformance('s3', () => conformanceTarget(), { objectsUnderObjects: false });
+// the same contract with every request through the SDK: the path direct requests fall back to
+defineStorageConformance('s3 (SDK only)', () => conformanceTarget({ directRequests: false }), { objectsUnderObjects: false });
+
+describe('s3 direct requests', () => {
+  it('sends single-object PUT, GET, HEAD and UploadPart without the SDK, with the same results', async () => {
+    const bucket = await freshBucket();
+    const proxy = await startFaultProxy(s3.endpoint);
+    const storage = createS3Storage(specFor(bucket, { endpoint: proxy.url, region: s3.region }), { credentials });
+    try {
+      const body = randomBytes(5000);
+      const key = "dir/with space/ünïcode (1)!*'.bin";
+      const meta = { hash: '0123456789abcdef', mtimeMs: 1_700_000_000_123, mode: 0o640, type: 'file' as const };
+      const { etag } = await storage.put(key, body, { meta });
+      expect(await storage.head(key)).toMatchObject({ key, size: 5000, etag, meta });
+      const whole = await storage.get(key);
+      expect(whole.info).toMatchObject({ size: 5000, etag, meta });
+      expect(Buffer.concat(await whole.body.toArray())).toEqual(body);
+      const part = await storage.get(key, { start: 100, end: 300 });
+      expect(part.info.size).toBe(5000);
+      expect(Buffer.concat(await part.body.toArray())).toEqual(body.subarray(100, 300));
+      const uploadId = await storage.multipart!.create('big', {});
+      const partBody = randomBytes(5 * 1024 * 1024);
+      const partEtag = await storage.multipart!.uploadPart('big', uploadId, 1, partBody);
+      await storage.multipart!.complete('big', uploadId, [{ partNumber: 1, etag: partEtag }]);
+      expect((await storage.head('big'))?.size).toBe(partBody.length);
+      // only CreateMultipartUpload and CompleteMultipartUpload went through the SDK
+      expect(proxy.counts.requests).toBe(8);
+      expect(proxy.counts.viaSdk).toBe(2);
+    } finally {
+      await storage.close();
+      await proxy.close();
+    }
+  });
+
+  it('repeats a failed direct request through the SDK (retries, error codes), and gives up the direct path on a refusal', async () => {
+    const bucket = await freshBucket();
+    const proxy = await startFaultProxy(s3.endpoint);
+    const storage = createS3Storage(specFor(bucket, { endpoint: proxy.url, region: s3.region }), { credentials });
+    try {
+      proxy.injectNext({ method: 'PUT', path: /\/flaky$/, kind: 'status503' });
+      await storage.put('flaky', Buffer.from('x'), { meta: {} });
+      expect(proxy.counts.viaSdk).toBe(1); // the 503 answer came to the direct request, the SDK's repeat stored it
+      expect((await storage.head('flaky'))?.size).toBe(1);
+      await expect(storage.get('missing')).rejects.toMatchObject({ code: 'NoSuchKey' });
+      await expect(storage.put('flaky', Buffer.from('y'), { meta: {}, ifNoneMatch: true })).rejects.toMatchObject({ code: 'PreconditionFailed' });
+      expect(proxy.counts.viaSdk).toBe(3);
+      proxy.failPermanently({ method: 'PUT', path: /\/denied(\?|$)/, status: 403, code: 'AccessDenied' });
+      const denied = await errorOf(storage.put('denied', Buffer.from('z'), { meta: {} }));
+      expect(denied.message).toMatch(/access denied/);
+      const before = proxy.counts.viaSdk;
+      await storage.head('flaky');
+      expect(proxy.counts.viaSdk).toBe(before + 1); // a 403 switched the direct path off
+    } finally {
+      await storage.close();
+      await proxy.close();
+    }
+  });
+});
 
 describe('s3 storage', () => {
   let bucket: string;

@@ -79,6 +79,8 @@ export interface InjectedFault {
 export interface FaultCounts {
   /** requests seen, faulty or not. */
   requests: number;
+  /** of those, requests sent by the AWS SDK (they carry its amz-sdk-invocation-id header); the rest came from swm's direct path. */
+  viaSdk: number;
   /** random faults injected (all kinds). */
   injected: number;
   /** answers given by permanent-fault rules. */
@@ -124,6 +126,7 @@ export function mulberry32(seed: number): () => number {
 function emptyCounts(): FaultCounts {
   return {
     requests: 0,
+    viaSdk: 0,
     injected: 0,
     permanent: 0,
     byKind: Object.fromEntries(ALL_FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>,
@@ -262,6 +265,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
 
   const server: Server = createServer((req, res) => {
     counts.requests++;
+    if (req.headers['amz-sdk-invocation-id'] !== undefined) counts.viaSdk++;
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
     let decoded = url;
