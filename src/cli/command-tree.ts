@@ -1,9 +1,12 @@
 // The command tree `swm` → `sync` → push|pull|watch|auto|status, loaded lazily, and the help texts rendered from it (citty).
 import { readFileSync } from 'node:fs';
-import { defineCommand, renderUsage, type CommandDef } from 'citty';
+import type { CommandDef } from 'citty';
 import type { SyncCommand } from './sync-args.js';
 
-/** SYNC_COMMANDS loads each `swm sync <verb>` on demand, so `--help` and one verb never load the others (or the AWS SDK). */
+/**
+ * SYNC_COMMANDS loads each `swm sync <verb>` on demand, so `--help` and one verb never load the others (or the AWS SDK).
+ * Command definitions are plain CommandDef objects; citty itself is loaded only to render `swm sync [<verb>] --help`.
+ */
 export const SYNC_COMMANDS: Record<string, () => Promise<SyncCommand>> = {
   push: async () => (await import('./commands/push.js')).pushCommand,
   pull: async () => (await import('./commands/pull.js')).pullCommand,
@@ -25,7 +28,7 @@ export function swmVersion(): string {
 /** syncGroup is the citty definition of `swm sync`, whose subcommands resolve lazily. */
 function syncGroup(): CommandDef {
   const subCommands = Object.fromEntries(Object.entries(SYNC_COMMANDS).map(([name, load]) => [name, async () => (await load()).def]));
-  return defineCommand({ meta: { name: 'sync', description: 'Sync a workspace folder with a bucket' }, subCommands });
+  return { meta: { name: 'sync', description: 'Sync a workspace folder with a bucket' }, subCommands };
 }
 
 /** rootHelp is the text of `swm --help`. */
@@ -54,10 +57,12 @@ export function rootHelp(): string {
 
 /** syncHelp is the text of `swm sync --help`. */
 export async function syncHelp(): Promise<string> {
-  return renderUsage(syncGroup(), defineCommand({ meta: { name: 'swm', version: swmVersion() } }));
+  const { renderUsage } = await import('citty');
+  return renderUsage(syncGroup(), { meta: { name: 'swm', version: swmVersion() } });
 }
 
 /** commandHelp is the text of `swm sync <verb> --help`. */
 export async function commandHelp(command: SyncCommand): Promise<string> {
-  return renderUsage(command.def, defineCommand({ meta: { name: 'swm sync', version: swmVersion() } }));
+  const { renderUsage } = await import('citty');
+  return renderUsage(command.def, { meta: { name: 'swm sync', version: swmVersion() } });
 }

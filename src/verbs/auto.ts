@@ -6,7 +6,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { SyncTarget } from '../config/types.js';
 import type { AutoStatusReport, CycleRecord, PushOptions, TransferSummary } from './types.js';
 import { buildExcludeRules, type ExcludeRules } from '../engine/exclude.js';
-import { createProgress } from '../engine/progress.js';
 import { readStamp, type Stamp } from '../state/stamp.js';
 import { swmPaths } from '../state/paths.js';
 import { writeFileAtomicSync } from '../state/atomic.js';
@@ -352,7 +351,8 @@ async function runCycle(target: SyncTarget, signal: AbortSignal, memory: CycleMe
       return idle;
     }
 
-    const { push } = await import('./push.js');
+    // progress (RxJS) loads with push, not with this module: `swm sync status` imports daemonState from here
+    const [{ push }, { createProgress }] = await Promise.all([import('./push.js'), import('../engine/progress.js')]);
     const progress = createProgress();
     const warnings: string[] = [];
     progress.subscribe((ev) => {

@@ -2,21 +2,18 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { SyncTarget } from '../config/types.js';
 import type { StatusReport, PathSample } from './types.js';
-import { openSession } from './session.js';
-import { buildExcludeRules } from '../engine/exclude.js';
-import { createProgress } from '../engine/progress.js';
+import { buildExcludeRules, type ExcludeRules } from '../engine/exclude.js';
 import { marchSorted } from '../engine/flow.js';
 import { scanWorkspace, type LocalEntry } from '../engine/scan.js';
 import { sameStat, localContentHash, decidePull } from '../engine/plan.js';
-import { listRemote, type RemoteEntry } from '../engine/remote.js';
-import { readState, validateState, stateFileFor, type StateEntry } from '../state/store.js';
+import type { RemoteEntry } from '../engine/remote.js';
+import { readState, stateFileFor, StateCorruptError, type StateEntry } from '../state/store.js';
 import { readStamp } from '../state/stamp.js';
 import { swmPaths } from '../state/paths.js';
 import { compareKeys } from '../keys.js';
 import { usageError } from '../errors.js';
 import { watcherState } from './watch.js';
 import { daemonState } from './auto.js';
-import { tarObjectKey, readTarManifest } from '../engine/tar-layout.js';
 
 const SAMPLE = 10;
 
@@ -40,21 +37,18 @@ export async function status(target: SyncTarget, opts: { remote: boolean }): Pro
   const rules = buildExcludeRules(root, target.excludes);
   const stamp = readStamp(root);
   const stateFile = stateFileFor(root, target.bucket.text, target.dest, 'files');
-  const stateCorrupt = await validateState(stateFile);
-  const state = () => (stateCorrupt ? (async function* (): AsyncGenerator<StateEntry> {})() : readState(stateFile));
-
-  const changed = new Sampler();
-  const added = new Sampler();
-  const deleted = new Sampler();
-  for await (const pair of marchSorted<LocalEntry, StateEntry>(scanWorkspace(root, rules, () => {}), state(), (l) => l.path, (s) => s.path, compareKeys)) {
-    const { left: local, right: base } = pair;
-    if (local && !base) added.add(pair.key);
-    else if (!local && base) deleted.add(pair.key);
-    else if (local && base && !sameStat(local, base)) {
-      const hash = await localContentHash(root, local).catch(() => '');
-      if (hash !== base.hash || local.mode !== base.mode) changed.add(pair.key);
-    }
+  let stateCorrupt = false;
+  let pending: StatusReport['pending'];
+  try {
+    // one read of the state, validated as it streams (the common case: a valid state, read once)
+    pending = await pendingChanges(root, rules, readState(stateFile));
+  } catch (e) {
+    if (!(e instanceof StateCorruptError)) throw e;
+    // a corrupt state counts as none, as push would rebuild it: compare again against nothing
+    stateCorrupt = true;
+    pending = await pendingChanges(root, rules, noState());
   }
+  const state = () => (stateCorrupt ? noState() : readState(stateFile));
 
   const report: StatusReport = {
     id: target.id,
@@ -65,12 +59,19 @@ export async function status(target: SyncTarget, opts: { remote: boolean }): Pro
     lastPull: stamp?.lastPull && { at: new Date(stamp.lastPull.at).toISOString(), files: stamp.lastPull.files },
     watcher: watcherState(root, rules.fingerprint),
     daemon: daemonState(root),
-    pending: { changed: changed.value, new: added.value, deleted: deleted.value },
+    pending,
   };
   const tarRecord = readTarRecord(root);
   if (tarRecord) report.tar = tarRecord;
 
   if (opts.remote) {
+    // only --remote talks to the bucket: the session, storage and tar-layout modules load here, not on every status
+    const [{ openSession }, { createProgress }, { listRemote }, { tarObjectKey, readTarManifest }] = await Promise.all([
+      import('./session.js'),
+      import('../engine/progress.js'),
+      import('../engine/remote.js'),
+      import('../engine/tar-layout.js'),
+    ]);
     const session = await openSession(target, createProgress(), {
       verb: 'status', createWorkspace: false, createBucket: false, lock: false, force: false, useState: false,
     });
@@ -104,6 +105,31 @@ export async function status(target: SyncTarget, opts: { remote: boolean }): Pro
     }
   }
   return report;
+}
+
+/** noState is an empty state stream: what a corrupt state counts as. */
+function noState(): AsyncGenerator<StateEntry> {
+  return (async function* (): AsyncGenerator<StateEntry> {})();
+}
+
+/**
+ * pendingChanges compares the workspace with the state: new, deleted, and changed files (a file whose stat moved is hashed,
+ * so a touch alone is not a change). Throws StateCorruptError, after a partial walk, when the state turns out corrupt.
+ */
+async function pendingChanges(root: string, rules: ExcludeRules, state: AsyncIterable<StateEntry>): Promise<StatusReport['pending']> {
+  const changed = new Sampler();
+  const added = new Sampler();
+  const deleted = new Sampler();
+  for await (const pair of marchSorted<LocalEntry, StateEntry>(scanWorkspace(root, rules, () => {}), state, (l) => l.path, (s) => s.path, compareKeys)) {
+    const { left: local, right: base } = pair;
+    if (local && !base) added.add(pair.key);
+    else if (!local && base) deleted.add(pair.key);
+    else if (local && base && !sameStat(local, base)) {
+      const hash = await localContentHash(root, local).catch(() => '');
+      if (hash !== base.hash || local.mode !== base.mode) changed.add(pair.key);
+    }
+  }
+  return { changed: changed.value, new: added.value, deleted: deleted.value };
 }
 
 function readTarRecord(root: string): StatusReport['tar'] | undefined {

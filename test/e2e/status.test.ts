@@ -73,6 +73,23 @@ describe.each(BACKENDS)('status on $name', (factory) => {
     expect(readdirSync(join(a, '.swm')).filter((n) => n.startsWith('state-')).map((n) => readFileSync(join(a, '.swm', n), 'utf8'))).toEqual(state);
   });
 
+  it('a corrupt state counts as none (every file new) and is left as it is', async () => {
+    const t = await setup();
+    const a = t.ws('a');
+    writeTree(a, { 'a.txt': 'a\n', 'b.txt': 'b\n', 'c.txt': 'c\n' });
+    expectCode(await t.sync('push', a), 0);
+    writeFileSync(join(a, 'b.txt'), 'b changed\n');
+    // drop the trailer: every entry still reads, the fault shows only at the end of the file
+    const stateFile = join(a, '.swm', readdirSync(join(a, '.swm')).find((n) => n.startsWith('state-'))!);
+    const truncated = readFileSync(stateFile, 'utf8').replace(/#end .*\n$/, '');
+    writeFileSync(stateFile, truncated);
+
+    const json = await t.sync('status', a, '--json');
+    expectCode(json, 0);
+    expect((json.events[0] as unknown as Report).pending).toEqual({ changed: sample(), new: sample('a.txt', 'b.txt', 'c.txt'), deleted: sample() });
+    expect(readFileSync(stateFile, 'utf8')).toBe(truncated);
+  });
+
   it('--remote shows what a pull would download and delete, and the conflicts', async () => {
     const t = await setup();
     const a = t.ws('a');

@@ -1,5 +1,4 @@
 // `swm sync auto <id> [path]`: start/restart the auto-sync daemon (-i seconds), show it (--status) or stop it (--stop).
-import { defineCommand } from 'citty';
 import { resolveTarget } from '../../config/resolve.js';
 import { usageError } from '../../errors.js';
 import { cittyArgs, OUTPUT_OPTIONS, positiveInteger, TARGET_OPTIONS, type OptionSpec } from '../options.js';
@@ -20,7 +19,7 @@ export const AUTO_OPTIONS: OptionSpec[] = [
 
 /** autoCommand is `swm sync auto`. */
 export const autoCommand: SyncCommand = {
-  def: defineCommand({ meta: { name: 'auto', description: 'Start/stop the background auto-sync daemon' }, args: cittyArgs(AUTO_OPTIONS) }),
+  def: { meta: { name: 'auto', description: 'Start/stop the background auto-sync daemon' }, args: cittyArgs(AUTO_OPTIONS) },
   options: AUTO_OPTIONS,
   async run(rawArgs) {
     const { values, target: input, output } = parseSyncArgs(COMMAND, rawArgs, AUTO_OPTIONS);

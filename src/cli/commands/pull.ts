@@ -1,5 +1,4 @@
 // `swm sync pull <id> [path]`: flags → PullOptions, resolve the target, run the pull verb, render progress and the summary.
-import { defineCommand } from 'citty';
 import { resolveTarget } from '../../config/resolve.js';
 import type { PullOptions } from '../../verbs/types.js';
 import { cittyArgs, DRY_RUN_OPTION, FORCE_OPTION, OUTPUT_OPTIONS, TARGET_OPTIONS, type OptionSpec } from '../options.js';
@@ -20,7 +19,7 @@ export const PULL_OPTIONS: OptionSpec[] = [
 
 /** pullCommand is `swm sync pull`. */
 export const pullCommand: SyncCommand = {
-  def: defineCommand({ meta: { name: 'pull', description: 'Pull workspace from storage to the workspace' }, args: cittyArgs(PULL_OPTIONS) }),
+  def: { meta: { name: 'pull', description: 'Pull workspace from storage to the workspace' }, args: cittyArgs(PULL_OPTIONS) },
   options: PULL_OPTIONS,
   async run(rawArgs) {
     const { values, target: input, output } = parseSyncArgs(COMMAND, rawArgs, PULL_OPTIONS);

@@ -1,5 +1,4 @@
 // `swm sync push <id> [path]`: flags → PushOptions, resolve the target, run the push verb, render progress and the summary.
-import { defineCommand } from 'citty';
 import { resolveTarget } from '../../config/resolve.js';
 import { usageError } from '../../errors.js';
 import type { PushOptions } from '../../verbs/types.js';
@@ -24,7 +23,7 @@ export const PUSH_OPTIONS: OptionSpec[] = [
 
 /** pushCommand is `swm sync push`. */
 export const pushCommand: SyncCommand = {
-  def: defineCommand({ meta: { name: 'push', description: 'Push workspace to storage' }, args: cittyArgs(PUSH_OPTIONS) }),
+  def: { meta: { name: 'push', description: 'Push workspace to storage' }, args: cittyArgs(PUSH_OPTIONS) },
   options: PUSH_OPTIONS,
   async run(rawArgs) {
     const { values, target: input, output } = parseSyncArgs(COMMAND, rawArgs, PUSH_OPTIONS);

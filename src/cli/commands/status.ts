@@ -1,5 +1,4 @@
 // `swm sync status <id> [path]`: show workspace, bucket, last push/pull, watcher, daemon, pending changes (and with --remote, what pull would do).
-import { defineCommand } from 'citty';
 import { resolveTarget } from '../../config/resolve.js';
 import { cittyArgs, OUTPUT_OPTIONS, TARGET_OPTIONS, type OptionSpec } from '../options.js';
 import { statusLines } from '../render-status.js';
@@ -16,7 +15,7 @@ export const STATUS_OPTIONS: OptionSpec[] = [
 
 /** statusCommand is `swm sync status`. */
 export const statusCommand: SyncCommand = {
-  def: defineCommand({ meta: { name: 'status', description: 'Show sync status' }, args: cittyArgs(STATUS_OPTIONS) }),
+  def: { meta: { name: 'status', description: 'Show sync status' }, args: cittyArgs(STATUS_OPTIONS) },
   options: STATUS_OPTIONS,
   async run(rawArgs) {
     const { values, target: input, output } = parseSyncArgs(COMMAND, rawArgs, STATUS_OPTIONS);

@@ -1,5 +1,4 @@
 // `swm sync watch <id> [path]`: start the background watcher of a workspace, or stop it with --stop.
-import { defineCommand } from 'citty';
 import { resolveTarget } from '../../config/resolve.js';
 import { cittyArgs, OUTPUT_OPTIONS, TARGET_OPTIONS, type OptionSpec } from '../options.js';
 import { flag, parseSyncArgs, type SyncCommand } from '../sync-args.js';
@@ -15,7 +14,7 @@ export const WATCH_OPTIONS: OptionSpec[] = [
 
 /** watchCommand is `swm sync watch`. */
 export const watchCommand: SyncCommand = {
-  def: defineCommand({ meta: { name: 'watch', description: 'Start/stop the filesystem watcher' }, args: cittyArgs(WATCH_OPTIONS) }),
+  def: { meta: { name: 'watch', description: 'Start/stop the filesystem watcher' }, args: cittyArgs(WATCH_OPTIONS) },
   options: WATCH_OPTIONS,
   async run(rawArgs) {
     const { values, target: input, output } = parseSyncArgs(COMMAND, rawArgs, WATCH_OPTIONS);
