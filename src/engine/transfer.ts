@@ -1,10 +1,11 @@
 // Stage: move bytes. Upload a local entry (hashed and torn-checked in the same read), download an object (verified, temp + rename), delete a local file.
 import { createReadStream, createWriteStream, writeSync, mkdirSync, realpathSync, symlinkSync, renameSync, unlinkSync, chmodSync, utimesSync, lstatSync, openSync, closeSync, rmdirSync } from 'node:fs';
+import { open as openFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { pipeline as pipeStreams, Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Storage } from '../storage/types.js';
+import type { ObjectInfo, Storage } from '../storage/types.js';
 import type { StateEntry } from '../state/store.js';
 import { tempPathFor } from '../state/atomic.js';
 import { errnoCode, failure, isSwmError, SwmError, ExitCode } from '../errors.js';
@@ -219,9 +220,10 @@ async function downloadOnce(remote: RemoteEntry, expectedLocal: LocalEntry | und
   const slash = path.lastIndexOf('/');
   const folder = ensureFolder(ctx.root, slash < 0 ? '' : path.slice(0, slash), path);
   const target = join(ctx.root, path);
+  const tmp = tempPathFor(target);
+  if (remote.info.size >= RANGED_DOWNLOAD_MIN) return downloadRanged(remote, expectedLocal, ctx, overwrite, { folder, target, tmp });
   const { info, body } = await ctx.storage.get(ctx.dest + path);
   const meta = info.meta ?? {};
-  const tmp = tempPathFor(target);
   const h = (await xxh()).create64();
   let bytes = 0;
   try {
@@ -270,29 +272,142 @@ async function downloadOnce(remote: RemoteEntry, expectedLocal: LocalEntry | und
       chmodSync(tmp, (meta.mode ?? 0o644) & 0o777);
       if (meta.mtimeMs !== undefined) setMtimeMs(tmp, meta.mtimeMs);
     }
-    if (!overwrite && !localStillAsPlanned(ctx.root, path, expectedLocal)) {
-      unlinkSync(tmp);
-      return { kind: 'changed-locally', path };
-    }
-    assertInsideWorkspace(ctx.root, folder, path);
-    try {
-      renameSync(tmp, target);
-    } catch (e) {
-      // a folder (or an empty one) where a file must go: an empty folder may be replaced, anything else is reported
-      if (errnoCode(e) === 'EISDIR' || errnoCode(e) === 'ENOTEMPTY' || errnoCode(e) === 'EEXIST') {
-        if (overwrite || expectedLocal?.type === 'dir') {
-          rmdirSync(target);
-          renameSync(tmp, target);
-        } else throw failure(`cannot write ${path}: a folder is in the way`);
-      } else throw e;
-    }
+    return placeDownload(remote.path, info, meta.hash ?? hex64(h.digest()), bytes, expectedLocal, ctx, overwrite, { folder, target, tmp });
   } catch (e) {
-    try { unlinkSync(tmp); } catch { /* never created or already renamed */ }
-    if (errnoCode(e) === 'ENOSPC') throw failure(`disk full while writing ${path}: free space and pull again (nothing partial was left)`, e);
-    throw e;
+    throw cleanedUp(e, tmp, path);
+  }
+}
+
+/** DownloadPaths: the folder (as ensureFolder checked it), the final path and the temp file of one download. */
+interface DownloadPaths {
+  folder: string;
+  target: string;
+  tmp: string;
+}
+
+/** placeDownload renames a verified temp file into place, unless the local file changed since it was compared. */
+function placeDownload(path: string, info: ObjectInfo, hash: string, bytes: number, expectedLocal: LocalEntry | undefined, ctx: TransferContext, overwrite: boolean, { folder, target, tmp }: DownloadPaths): DownloadOutcome {
+  if (!overwrite && !localStillAsPlanned(ctx.root, path, expectedLocal)) {
+    unlinkSync(tmp);
+    return { kind: 'changed-locally', path };
+  }
+  assertInsideWorkspace(ctx.root, folder, path);
+  try {
+    renameSync(tmp, target);
+  } catch (e) {
+    // a folder (or an empty one) where a file must go: an empty folder may be replaced, anything else is reported
+    if (errnoCode(e) === 'EISDIR' || errnoCode(e) === 'ENOTEMPTY' || errnoCode(e) === 'EEXIST') {
+      if (overwrite || expectedLocal?.type === 'dir') {
+        rmdirSync(target);
+        renameSync(tmp, target);
+      } else throw failure(`cannot write ${path}: a folder is in the way`);
+    } else throw e;
   }
   const written = statLocal(ctx.root, path)!;
-  return { kind: 'downloaded', entry: { ...stateOf(written, meta.hash ?? hex64(h.digest())), ...remoteSeen(info) }, bytes };
+  return { kind: 'downloaded', entry: { ...stateOf(written, hash), ...remoteSeen(info) }, bytes };
+}
+
+/** cleanedUp removes a failed download's temp file and returns the error to throw (disk full said plainly). */
+function cleanedUp(e: unknown, tmp: string, path: string): unknown {
+  try { unlinkSync(tmp); } catch { /* never created or already renamed */ }
+  if (errnoCode(e) === 'ENOSPC') return failure(`disk full while writing ${path}: free space and pull again (nothing partial was left)`, e);
+  return e;
+}
+
+/** RANGED_DOWNLOAD_MIN: objects of at least this size are fetched as parallel ranged GETs (one stream tops out far below the link). */
+export const RANGED_DOWNLOAD_MIN = 32 * 1024 * 1024;
+/** RANGE_BYTES is the size of one ranged GET; RANGES_IN_FLIGHT of one file are fetched (and buffered) at once, 8 × 8 MiB. */
+const RANGE_BYTES = 8 * 1024 * 1024;
+const RANGES_IN_FLIGHT = 8;
+
+/**
+ * downloadRanged fetches a big object as parallel ranged GETs, each written in place into the temp file, hashed in
+ * order as the parts complete (at most RANGES_IN_FLIGHT parts ahead of the hash), every part checked to come from the
+ * same object version (etag) and to be whole. Then verified, restored and renamed like any download.
+ */
+async function downloadRanged(remote: RemoteEntry, expectedLocal: LocalEntry | undefined, ctx: TransferContext, overwrite: boolean, paths: DownloadPaths): Promise<DownloadOutcome> {
+  const { path } = remote;
+  const key = ctx.dest + path;
+  const h = (await xxh()).create64();
+  const file = await openFile(paths.tmp, 'wx', 0o600);
+  let bytes = 0;
+  // part buffers are reused: a fresh 8 MiB buffer per part costs page faults (system time) on every part
+  const spare: Buffer[] = [];
+  try {
+    const fetchPart = async (start: number, end: number, version?: ObjectInfo) => {
+      const { info, body } = await ctx.storage.get(key, { start, end });
+      const buf = (spare.pop() ?? Buffer.allocUnsafe(RANGE_BYTES)).subarray(0, end - start);
+      let got = 0;
+      try {
+        if (version && (info.etag !== version.etag || info.size !== version.size)) {
+          throw new ContentMismatch(ExitCode.failed, `${path}: the object changed while it was downloaded; nothing written`);
+        }
+        for await (const chunk of body as AsyncIterable<Buffer>) {
+          if (got + chunk.length > buf.length) throw new ContentMismatch(ExitCode.failed, `${path}: a ranged download returned more bytes than asked for; nothing written`);
+          chunk.copy(buf, got);
+          got += chunk.length;
+        }
+      } finally {
+        body.destroy();
+      }
+      if (got !== buf.length) throw new ContentMismatch(ExitCode.failed, `${path}: the download broke off (${got} of ${buf.length} bytes of a part); nothing written`);
+      await file.write(buf, 0, buf.length, start);
+      return { info, buf };
+    };
+    // the first part tells the object's size and version; the rest are planned from it
+    const first = await fetchPart(0, Math.min(RANGE_BYTES, remote.info.size));
+    const { info } = first;
+    const meta = info.meta ?? {};
+    if (meta.type === 'symlink' || info.size < first.buf.length) {
+      throw new ContentMismatch(ExitCode.failed, `${path}: the object changed while it was downloaded; nothing written`);
+    }
+    const starts: number[] = [];
+    for (let at = first.buf.length; at < info.size; at += RANGE_BYTES) starts.push(at);
+    const done = new Map<number, Buffer>();
+    let hashedUpTo = 0; // parts hashed, in order: 0 = none
+    const hashReady = (index: number, buf: Buffer) => {
+      done.set(index, buf);
+      for (let next = done.get(hashedUpTo); next !== undefined; next = done.get(hashedUpTo)) {
+        done.delete(hashedUpTo);
+        h.update(next);
+        bytes += next.length;
+        spare.push(Buffer.from(next.buffer, next.byteOffset, RANGE_BYTES));
+        hashedUpTo++;
+        ctx.progress.next({ type: 'bytes', path, bytes, total: info.size });
+      }
+    };
+    hashReady(0, first.buf);
+    let nextPart = 0;
+    let failed: unknown;
+    const advanced: (() => void)[] = [];
+    const worker = async () => {
+      while (failed === undefined && nextPart < starts.length) {
+        const index = ++nextPart; // part 0 is the first; starts[i] is part i + 1
+        // stay within RANGES_IN_FLIGHT of the hash, so at most that many parts are held in memory
+        while (failed === undefined && index - hashedUpTo >= RANGES_IN_FLIGHT) await new Promise<void>((wake) => advanced.push(wake));
+        if (failed !== undefined) return;
+        const start = starts[index - 1]!;
+        try {
+          ctx.signal?.throwIfAborted();
+          const part = await fetchPart(start, Math.min(start + RANGE_BYTES, info.size), info);
+          hashReady(index, part.buf);
+        } catch (e) {
+          failed ??= e;
+        }
+        for (const wake of advanced.splice(0)) wake();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RANGES_IN_FLIGHT, starts.length) }, worker));
+    if (failed !== undefined) throw failed;
+    await file.close();
+    verifyHash(path, meta.hash, hex64(h.digest()));
+    chmodSync(paths.tmp, (meta.mode ?? 0o644) & 0o777);
+    if (meta.mtimeMs !== undefined) setMtimeMs(paths.tmp, meta.mtimeMs);
+    return placeDownload(path, info, meta.hash ?? hex64(h.digest()), bytes, expectedLocal, ctx, overwrite, paths);
+  } catch (e) {
+    await file.close().catch(() => {});
+    throw cleanedUp(e, paths.tmp, path);
+  }
 }
 
 /**

@@ -177,6 +177,8 @@ describe.concurrent('file: bucket: bit rot in an object (size and nanosecond mti
   it.each([
     ['a small file (read whole)', 'small.txt', Buffer.from('x'.repeat(5000)), 100],
     ['a big file (streamed)', 'big.bin', Buffer.alloc(3 * 1024 * 1024, 9), 2 * 1024 * 1024],
+    // at or above RANGED_DOWNLOAD_MIN (32 MiB): parallel ranged GETs, hashed in order; the damage sits in the third part
+    ['a huge file (ranged GETs)', 'huge.bin', Buffer.alloc(40 * 1024 * 1024, 7), 20 * 1024 * 1024],
   ])('%s is reported and not written; the rest arrives', async (_title, name, content, offset) => {
     await withSandbox(async (sb) => {
       const bucketDir = sb.path('bucket');
