@@ -1,6 +1,6 @@
 // Stage: commit. Records each path's outcome (state updates, counts, progress events) and writes state atomically — at the end and every so often, so a crash loses little.
 import type { ProgressSink, FileAction } from './progress.js';
-import { commitState, type StateEntry, type StateUpdates } from '../state/store.js';
+import { commitState, StateChanges, type StateEntry } from '../state/store.js';
 import { isSwmError, errnoCode, ExitCode } from '../errors.js';
 
 const CHECKPOINT_MS = 30_000;
@@ -24,7 +24,8 @@ export interface TransferSummary {
 
 /** RunRecorder accumulates what a push or pull did; `finish()` writes the state and returns the summary. */
 export class RunRecorder {
-  readonly updates: StateUpdates = new Map();
+  /** the state changes not yet written, kept compactly (a run may change every path's state). */
+  private readonly updates = new StateChanges();
   readonly summary: TransferSummary;
   private readonly started = Date.now();
   private lastCheckpoint = Date.now();
@@ -61,12 +62,18 @@ export class RunRecorder {
   }
 
   set(entry: StateEntry): void {
-    this.updates.set(entry.path, entry);
+    this.updates.set(entry);
   }
 
   drop(path: string): void {
-    this.updates.set(path, null);
+    this.updates.drop(path);
   }
+
+  /** setRemoteTime records `entry`: the state's entry for its path, now with the remote time of the object it describes. */
+  setRemoteTime(entry: StateEntry): void {
+    this.updates.setRemoteTime(entry);
+  }
+
 
   conflict(path: string, reason: string): void {
     this.summary.conflicts.push(path);
@@ -105,9 +112,9 @@ export class RunRecorder {
   /** maybeCheckpoint writes the state gathered so far when the last write is old enough (long transfers survive a crash). */
   maybeCheckpoint(): void {
     if (!this.persist || this.checkpointing || Date.now() - this.lastCheckpoint < CHECKPOINT_MS || this.updates.size === 0) return;
-    const batch = new Map(this.updates);
+    const batch = this.updates.copy();
     this.checkpointing = commitState(this.stateFile, batch).then(() => {
-      for (const [k, v] of batch) if (this.updates.get(k) === v) this.updates.delete(k);
+      this.updates.forget(batch);
       this.lastCheckpoint = Date.now();
       this.checkpointing = undefined;
     });

@@ -1,6 +1,10 @@
-// Backpressure between pull-based sources (async iterables) and RxJS stages: at most N items in flight through a pipeline.
-// NOTES.md: `from(asyncIterable)` + `mergeMap` drains the whole source into a buffer; this bounds it.
+// Pipeline plumbing: backpressure between pull-based sources (async iterables) and RxJS stages, the key-ordered marches, and the RxJS pieces the verbs use.
+// NOTES.md: `from(asyncIterable)` + `mergeMap` drains the whole source into a buffer; the windows here bound it.
+// The RxJS pieces the verbs use come through here, from the package's public entry point only.
 import { Observable, tap, type MonoTypeOperatorFunction } from 'rxjs';
+
+export { Observable, tap };
+export { Subject, mergeMap, defaultIfEmpty, lastValueFrom } from 'rxjs';
 
 /** InFlightWindow counts items between a source and the end of its pipeline; the source waits while it is full. */
 export class InFlightWindow {
@@ -13,6 +17,13 @@ export class InFlightWindow {
     this.inFlight++;
   }
 
+  /** tryAcquire takes a place if one is free right now, without waiting. */
+  tryAcquire(): boolean {
+    if (this.inFlight >= this.size) return false;
+    this.inFlight++;
+    return true;
+  }
+
   release(): void {
     this.inFlight--;
     this.waiters.shift()?.();
@@ -20,26 +31,32 @@ export class InFlightWindow {
 }
 
 /**
- * fromWindowed turns an async iterable into an Observable that pulls the next item only when the window has room.
- * Every emitted item must reach `releaseWindow(window)` at the end of the pipeline (stages map, they never drop).
+ * fromBatchesWindowed turns an async iterable of batches into an Observable, pulling the next batch only when the
+ * window has room. `pick` looks at each item first: it may settle it on the spot (an unchanged path: nothing to wait
+ * for) and return undefined, or return what goes down the pipeline. Settled items never enter the pipeline, so a run
+ * over a big unchanged tree costs a function call per path instead of a trip through every stage. Each emitted value
+ * must reach `releaseWindow(window)` at the end of the pipeline.
  */
-export function fromWindowed<T>(source: AsyncIterable<T>, window: InFlightWindow): Observable<T> {
-  return new Observable<T>((subscriber) => {
+export function fromBatchesWindowed<T, U>(source: AsyncIterable<T[]>, window: InFlightWindow, pick: (item: T) => U | undefined): Observable<U> {
+  return new Observable<U>((subscriber) => {
     const iterator = source[Symbol.asyncIterator]();
     let stopped = false;
     void (async () => {
       try {
         for (;;) {
-          await window.acquire();
-          if (stopped) return;
           const next = await iterator.next();
           if (stopped) return;
           if (next.done) {
-            window.release();
             subscriber.complete();
             return;
           }
-          subscriber.next(next.value);
+          for (const item of next.value) {
+            const picked = pick(item);
+            if (picked === undefined) continue;
+            if (!window.tryAcquire()) await window.acquire();
+            if (stopped) return;
+            subscriber.next(picked);
+          }
         }
       } catch (e) {
         subscriber.error(e);
@@ -57,53 +74,4 @@ export function releaseWindow<T>(window: InFlightWindow): MonoTypeOperatorFuncti
   return tap<T>(() => window.release());
 }
 
-/** Paired is one key seen in two key-ordered streams: on the left, the right, or both. */
-export interface Paired<L, R> {
-  key: string;
-  left?: L;
-  right?: R;
-}
-
-/**
- * marchSorted walks two key-ordered async streams in lock step (rclone's march): each key once, with what each side has.
- * Memory stays constant whatever the sizes. Throws if either side is out of order.
- */
-export async function* marchSorted<L, R>(
-  left: AsyncIterable<L>,
-  right: AsyncIterable<R>,
-  leftKey: (l: L) => string,
-  rightKey: (r: R) => string,
-  compare: (a: string, b: string) => number,
-): AsyncGenerator<Paired<L, R>> {
-  const li = left[Symbol.asyncIterator]();
-  const ri = right[Symbol.asyncIterator]();
-  let l = await li.next();
-  let r = await ri.next();
-  let lastL: string | undefined;
-  let lastR: string | undefined;
-  const check = (last: string | undefined, key: string, side: string) => {
-    if (last !== undefined && compare(last, key) >= 0) throw new Error(`${side} stream out of key order at ${JSON.stringify(key)}`);
-    return key;
-  };
-  try {
-    while (!l.done || !r.done) {
-      if (r.done || (!l.done && compare(leftKey(l.value), rightKey(r.value)) < 0)) {
-        const key = (lastL = check(lastL, leftKey(l.value as L), 'left'));
-        yield { key, left: l.value as L };
-        l = await li.next();
-      } else if (l.done || compare(leftKey(l.value), rightKey(r.value)) > 0) {
-        const key = (lastR = check(lastR, rightKey(r.value as R), 'right'));
-        yield { key, right: r.value as R };
-        r = await ri.next();
-      } else {
-        const key = (lastL = lastR = check(lastL, leftKey(l.value), 'left'));
-        yield { key, left: l.value, right: r.value };
-        l = await li.next();
-        r = await ri.next();
-      }
-    }
-  } finally {
-    await li.return?.(undefined);
-    await ri.return?.(undefined);
-  }
-}
+export { marchBatches, marchSorted, type Paired } from './march.js';

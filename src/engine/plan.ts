@@ -14,6 +14,8 @@ export type PullDecision =
   | { kind: 'download'; path: string; remote: RemoteEntry; expectedLocal?: LocalEntry }
   | { kind: 'delete-local'; path: string; expectedLocal: LocalEntry }
   | { kind: 'set-state'; path: string; entry: StateEntry }
+  /** the object is the one the state recorded from our own put, whose answer had no time: `entry` is the state's, with that time. */
+  | { kind: 'record-time'; path: string; entry: StateEntry }
   | { kind: 'drop-state'; path: string }
   | { kind: 'conflict'; path: string; reason: string };
 
@@ -52,13 +54,11 @@ export interface PullPlanContext {
 export async function decidePull(pair: Paired<StateEntry, RemoteEntry>, ctx: PullPlanContext): Promise<PullDecision> {
   const { key: path, left: base, right: remote } = pair;
   if (ctx.raw) return remote ? { kind: 'download', path, remote } : { kind: 'none', path };
+  const settled = settledPull(pair, false);
+  if (settled) return settled;
   if (remote) {
     if (base) {
-      const seen = compareRemote(base, remote.info);
-      if (seen === 'same') return { kind: 'none', path };
-      // recorded from our own put (no time known then): the same object, now with its time
-      if (seen === 'untimed') return { kind: 'set-state', path, entry: { ...base, ...remoteSeen(remote.info) } };
-      if (seen === 'retimed') {
+      if (compareRemote(base, remote.info) === 'retimed') {
         // same ETag, rewritten since: S3 ETags digest the content only, so this may be a metadata change (a chmod)
         const head = await ctx.storage.head(ctx.dest + path);
         if (head && head.etag === remote.info.etag && head.meta?.hash === base.hash && (head.meta.type ?? 'file') === base.type) {
@@ -113,6 +113,21 @@ export async function decidePull(pair: Paired<StateEntry, RemoteEntry>, ctx: Pul
   }
   // changed locally since the remote deleted it: keep it; dropping the state makes push upload it as new
   return { kind: 'drop-state', path };
+}
+
+/**
+ * settledPull is decidePull for the pairs that need no look at the local file nor at the object, decided at once: the
+ * object is as the state recorded it (nothing to do), or is the very object the state recorded from our own put, whose
+ * answer had no time (record the time). Undefined for every other pair.
+ */
+export function settledPull(pair: Paired<StateEntry, RemoteEntry>, raw: boolean): PullDecision | undefined {
+  const { key: path, left: base, right: remote } = pair;
+  if (raw || !base || !remote) return undefined;
+  const seen = compareRemote(base, remote.info);
+  if (seen === 'same') return { kind: 'none', path };
+  // recorded from our own put (no time known then): the same object, now with its time
+  if (seen === 'untimed') return { kind: 'record-time', path, entry: { ...base, ...remoteSeen(remote.info) } };
+  return undefined;
 }
 
 /** remoteContentHash is the xxh64 of an object's bytes, streamed (only for objects that carry no swm-hash). */

@@ -1,5 +1,5 @@
 // The one progress-event stream: the engine emits these, renderers (TTY, JSON lines, daemon log) subscribe. The engine never prints.
-import { Subject } from 'rxjs';
+import { Subject } from './flow.js';
 
 export type FileAction = 'upload' | 'download' | 'delete-remote' | 'delete-local' | 'mkdir' | 'conflict' | 'skip';
 

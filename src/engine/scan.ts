@@ -63,12 +63,66 @@ interface Pending {
   st: Stats;
 }
 
-const YIELD_EVERY = 512;
+/** BATCH is how many entries the scan hands on at a time; between batches it lets the event loop run (transfers keep flowing). */
+const BATCH = 512;
 
 /**
- * scanWorkspace walks root depth-first in key order, yielding LocalEntry values. Excluded folders are not entered.
- * Unreadable or special paths go to onProblem and are skipped. Sync fs calls (4–9× faster than the promise API for
- * small metadata calls, see NOTES.md), with a yield to the event loop every few hundred entries so transfers keep flowing.
+ * scanWorkspaceBatches walks root depth-first in key order, yielding LocalEntry values a batch at a time. Excluded folders
+ * are not entered. Unreadable or special paths go to onProblem and are skipped. Sync fs calls (4–9× faster than the
+ * promise API for small metadata calls, see NOTES.md), with a turn of the event loop after every batch.
+ */
+export async function* scanWorkspaceBatches(
+  root: string,
+  rules: ExcludeRules,
+  onProblem: (p: ScanProblem) => void,
+  /** a folder to walk instead of the whole workspace: workspace-relative, ending in '/'. */
+  start = '',
+): AsyncGenerator<LocalEntry[]> {
+  const base = join(root, '/'); // normalized, ending in '/': paths below are this plus the relative path
+  // stack of folders still to expand, and of entries of the current folder in reverse order
+  const stack: (Pending | { dir: string })[] = [{ dir: start }];
+  let batch: LocalEntry[] = [];
+  while (stack.length > 0) {
+    const item = stack.pop()!;
+    if ('dir' in item) {
+      const children = readFolder(base, item.dir, rules, onProblem);
+      if (children === undefined) continue;
+      if (children.length === 0 && item.dir !== '') {
+        const st = safeLstat(root, item.dir.slice(0, -1));
+        if (st) batch.push({ path: item.dir, type: 'dir', size: 0, mtimeMs: Math.floor(st.mtimeMs), mode: st.mode & 0o7777 });
+      } else {
+        children.sort((a, b) => compareKeys(b.key, a.key));
+        for (const child of children) stack.push(child);
+      }
+    } else if (item.st.isDirectory()) {
+      stack.push({ dir: item.rel + '/' });
+      continue;
+    } else {
+      let entry: LocalEntry | undefined;
+      try {
+        entry = entryFromStats(root, item.rel, item.st);
+      } catch (e) {
+        onProblem({ path: item.rel, message: (e as Error).message, skipped: false });
+        continue;
+      }
+      if (!entry) {
+        onProblem({ path: item.rel, message: `skipped ${specialKind(item.st)}`, skipped: true });
+        continue;
+      }
+      batch.push(entry);
+    }
+    if (batch.length >= BATCH) {
+      yield batch;
+      batch = [];
+      await yieldToLoop();
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/**
+ * scanWorkspace walks root depth-first in key order, yielding LocalEntry values one at a time (scanWorkspaceBatches
+ * flattened). Excluded folders are not entered. Unreadable or special paths go to onProblem and are skipped.
  */
 export async function* scanWorkspace(
   root: string,
@@ -77,44 +131,7 @@ export async function* scanWorkspace(
   /** a folder to walk instead of the whole workspace: workspace-relative, ending in '/'. */
   start = '',
 ): AsyncGenerator<LocalEntry> {
-  // stack of folders still to expand, and of entries of the current folder in reverse order
-  const stack: (Pending | { dir: string })[] = [{ dir: start }];
-  let sinceYield = 0;
-  while (stack.length > 0) {
-    const item = stack.pop()!;
-    if ('dir' in item) {
-      const children = readFolder(root, item.dir, rules, onProblem);
-      if (children === undefined) continue;
-      if (children.length === 0 && item.dir !== '') {
-        const st = safeLstat(root, item.dir.slice(0, -1));
-        if (st) yield { path: item.dir, type: 'dir', size: 0, mtimeMs: Math.floor(st.mtimeMs), mode: st.mode & 0o7777 };
-        continue;
-      }
-      children.sort((a, b) => compareKeys(b.key, a.key));
-      stack.push(...children);
-      continue;
-    }
-    if (item.st.isDirectory()) {
-      stack.push({ dir: item.rel + '/' });
-      continue;
-    }
-    let entry: LocalEntry | undefined;
-    try {
-      entry = entryFromStats(root, item.rel, item.st);
-    } catch (e) {
-      onProblem({ path: item.rel, message: (e as Error).message, skipped: false });
-      continue;
-    }
-    if (!entry) {
-      onProblem({ path: item.rel, message: `skipped ${specialKind(item.st)}`, skipped: true });
-      continue;
-    }
-    yield entry;
-    if (++sinceYield >= YIELD_EVERY) {
-      sinceYield = 0;
-      await yieldToLoop();
-    }
-  }
+  for await (const batch of scanWorkspaceBatches(root, rules, onProblem, start)) yield* batch;
 }
 
 function safeLstat(root: string, rel: string): Stats | undefined {
@@ -125,10 +142,11 @@ function safeLstat(root: string, rel: string): Stats | undefined {
   }
 }
 
-function readFolder(root: string, dir: string, rules: ExcludeRules, onProblem: (p: ScanProblem) => void): Pending[] | undefined {
+/** readFolder lists and lstat()s one folder's children, excludes applied; `base` is the workspace path ending in '/'. */
+function readFolder(base: string, dir: string, rules: ExcludeRules, onProblem: (p: ScanProblem) => void): Pending[] | undefined {
   let names: string[];
   try {
-    names = readdirSync(join(root, dir));
+    names = readdirSync(base + dir);
   } catch (e) {
     if (errnoCode(e) === 'ENOENT' && dir !== '') return undefined; // vanished mid-scan
     onProblem({ path: dir || '.', message: `cannot read folder: ${(e as Error).message}`, skipped: false });
@@ -139,7 +157,7 @@ function readFolder(root: string, dir: string, rules: ExcludeRules, onProblem: (
     const rel = dir + name;
     let st: Stats;
     try {
-      st = lstatSync(join(root, rel));
+      st = lstatSync(base + rel);
     } catch (e) {
       if (errnoCode(e) === 'ENOENT') continue; // vanished between readdir and lstat
       onProblem({ path: rel, message: (e as Error).message, skipped: false });

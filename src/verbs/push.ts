@@ -1,18 +1,17 @@
-// Verb: push. [pull pass] ─▶ scan ─▶ exclude ─▶ compare-with-state ─▶ hash ─▶ upload ─▶ [mirror recorded deletions] ─▶ commit(state, stamp).
+// Verb: push. [pull pass, the scan alongside] ─▶ exclude ─▶ compare-with-state ─▶ hash ─▶ upload ─▶ [mirror recorded deletions] ─▶ commit(state, stamp).
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { lastValueFrom, map, mergeMap, defaultIfEmpty } from 'rxjs';
 import type { VerbContext, PushOptions, TransferSummary } from './types.js';
 import { openSession, type SyncSession } from './session.js';
 import { runPullPass, TRANSFER_CONCURRENCY } from './pull.js';
-import { fromWindowed, releaseWindow, marchSorted, InFlightWindow } from '../engine/flow.js';
-import { scanWorkspace, statLocal, type LocalEntry, type ScanProblem } from '../engine/scan.js';
-import { decidePush, type PushDecision } from '../engine/plan.js';
+import { fromBatchesWindowed, releaseWindow, marchBatches, InFlightWindow, lastValueFrom, mergeMap, defaultIfEmpty, type Paired } from '../engine/flow.js';
+import { scanWorkspace, scanWorkspaceBatches, statLocal, type LocalEntry, type ScanProblem } from '../engine/scan.js';
+import { decidePush, type PushDecision, type PullDecision } from '../engine/plan.js';
 import { uploadEntry } from '../engine/transfer.js';
 import { ResumableUploads } from '../engine/resumable-upload.js';
 import { planRemoteDeletions } from '../engine/deletions.js';
 import { RunRecorder } from '../engine/commit.js';
-import { readState, type StateEntry } from '../state/store.js';
+import { readState, readStateBatches, type StateEntry } from '../state/store.js';
 import { readStamp, writeStamp } from '../state/stamp.js';
 import { recordUploadIntent, clearUploadIntents } from '../state/intents.js';
 import { checkWatcherCoverage, readJournalDeltas, pruneJournal, isJournalCursor } from '../watch/journal.js';
@@ -26,8 +25,9 @@ export async function push(ctx: VerbContext, opts: PushOptions): Promise<Transfe
     return pushTar(ctx);
   }
   if (opts.delete && opts.raw) throw usageError('--delete cannot be combined with --raw (raw pushes keep no journal or state)');
+  const pullFirst = !opts.raw && !opts.skipPull;
   const session = await openSession(ctx.target, ctx.progress, {
-    verb: 'push', createWorkspace: false, createBucket: true, lock: true, force: ctx.force, useState: !opts.raw,
+    verb: 'push', createWorkspace: false, createBucket: true, lock: true, force: ctx.force, useState: !opts.raw, listRemote: pullFirst,
   });
   try {
     const root = ctx.target.workspace;
@@ -35,19 +35,34 @@ export async function push(ctx: VerbContext, opts: PushOptions): Promise<Transfe
     const recorder = new RunRecorder(session.stateFile, ctx.progress, !opts.raw && !ctx.dryRun, ctx.dryRun);
     const deletion = opts.delete ? await planDeletion(session, opts) : undefined;
     // big files resume the multipart uploads an interrupted push left (-f discards them); stale uploads of ours are aborted
+    // meanwhile (it lists the bucket's uploads): the upload pass waits for that, the pull pass does not need to
     const uploads = ctx.dryRun ? undefined : ResumableUploads.forTarget(root, session.storage, ctx.target.dest);
-    await uploads?.prepare({ discard: ctx.force });
+    const preparing = uploads?.prepare({ discard: ctx.force });
+    preparing?.catch(() => {}); // awaited below; an early return must not leave its failure unhandled
 
-    if (!opts.raw && !opts.skipPull) {
-      await runPullPass(session, ctx, false, recorder);
+    // the scan walks along with the pull pass, which then tells what to upload without a pass of its own
+    const found = pullFirst && !opts.only ? new UploadsFound() : undefined;
+    if (pullFirst) {
+      await runPullPass(session, ctx, false, recorder, found && {
+        local: found.scanning(scanWorkspaceBatches(root, session.rules, (p) => found.problems.push(p))),
+        visit: (key, local, base, settled) => found.visit(key, local, base, settled),
+      });
       if (recorder.summary.conflicts.length > 0) return await recorder.finish(); // nothing uploaded (exit 3)
       await recorder.flush();
       // the upload pass counts every unchanged path again: count each path once
       recorder.summary.unchanged = 0;
     }
+    await preparing;
 
     ctx.progress.next({ type: 'phase', phase: 'upload' });
-    await runUploadPass(session, ctx, opts, recorder, uploads);
+    const onProblem = (p: ScanProblem) => (p.skipped ? recorder.warning(`${p.path}: ${p.message}`, p.path) : recorder.error(p.path, p.message));
+    if (found?.complete) {
+      for (const p of found.problems) onProblem(p);
+      recorder.summary.unchanged = found.unchanged;
+      await runUploads(session, ctx, opts, recorder, uploads, (async function* () { yield found.uploads; })());
+    } else {
+      await runUploadPass(session, ctx, opts, recorder, onProblem, uploads);
+    }
     // a pass over the whole workspace touched every file that still needs its upload: other records are obsolete
     if (uploads && !opts.only && !ctx.signal?.aborted) await uploads.finishPass();
 
@@ -133,25 +148,80 @@ async function workspaceIsEmpty(session: SyncSession): Promise<boolean> {
   return true;
 }
 
-/** runUploadPass: march the scan (or the journal's changed paths) against the state and upload what changed. */
-async function runUploadPass(session: SyncSession, ctx: VerbContext, opts: PushOptions, recorder: RunRecorder, uploads?: ResumableUploads): Promise<void> {
+/** Upload is a push decision to upload. */
+type Upload = PushDecision & { kind: 'upload' };
+
+/** UPLOADS_FOUND_MAX bounds the uploads gathered during the pull pass (~500 bytes each); past it the upload pass scans again. */
+const UPLOADS_FOUND_MAX = 20_000;
+
+/**
+ * UploadsFound decides, while the pull pass walks state, listing and local scan together, what the upload pass would:
+ * for each path whose pull decision was made at once (the object is as the state recorded it), the push decision from
+ * the local entry and the state entry the pull pass leaves. It is `complete` only when every path was so decided and the
+ * uploads stay few; otherwise the upload pass runs as its own pass after the pull pass, as always.
+ */
+class UploadsFound {
+  uploads: Upload[] = [];
+  unchanged = 0;
+  complete = true;
+  /** the scan's problems, reported when the uploads are run (a pull pass with conflicts uploads nothing and reports none). */
+  readonly problems: ScanProblem[] = [];
+
+  visit(key: string, local: LocalEntry | undefined, base: StateEntry | undefined, settled: PullDecision | undefined): void {
+    if (!this.complete) return;
+    if (!settled) return this.giveUp(); // the pull pass looks at this path later: it may download, delete or change its state
+    const after = settled.kind === 'record-time' ? settled.entry : base;
+    const d = decidePush({ key, left: local, right: after }, false);
+    if (d.kind === 'none') this.unchanged++;
+    else if (this.uploads.length < UPLOADS_FOUND_MAX) this.uploads.push(d);
+    else this.giveUp();
+  }
+
+  private giveUp(): void {
+    this.complete = false;
+    this.uploads = [];
+  }
+
+  /** scanning passes the scan's batches on until this gives up (the upload pass will scan again: no use going on). */
+  async *scanning(batches: AsyncIterable<LocalEntry[]>): AsyncGenerator<LocalEntry[]> {
+    for await (const batch of batches) {
+      if (!this.complete) return;
+      yield batch;
+    }
+  }
+}
+
+/**
+ * runUploadPass: march the scan (or the journal's changed paths) against the state and upload what changed. The march
+ * goes a batch at a time; an unchanged path is counted on the spot and never enters the transfer pipeline.
+ */
+async function runUploadPass(
+  session: SyncSession, ctx: VerbContext, opts: PushOptions, recorder: RunRecorder, onProblem: (p: ScanProblem) => void, uploads?: ResumableUploads,
+): Promise<void> {
   const root = ctx.target.workspace;
-  const onProblem = (p: ScanProblem) => (p.skipped ? recorder.warning(`${p.path}: ${p.message}`, p.path) : recorder.error(p.path, p.message));
-  const local = opts.only ? changedEntries(session, opts.only.changed, opts.only.deleted, onProblem) : scanWorkspace(root, session.rules, onProblem);
-  const state = opts.raw ? (async function* (): AsyncGenerator<StateEntry> {})() : readState(session.stateFile);
-  const window = new InFlightWindow(1024);
-  const pairs = marchSorted<LocalEntry, StateEntry>(local, state, (l) => l.path, (s) => s.path, compareKeys);
+  const local = opts.only ? changedEntries(session, opts.only.changed, opts.only.deleted, onProblem) : scanWorkspaceBatches(root, session.rules, onProblem);
+  const state = opts.raw ? (async function* (): AsyncGenerator<StateEntry[]> {})() : readStateBatches(session.stateFile);
+  const pairs = marchBatches<LocalEntry, StateEntry>(local, state, (l) => l.path, (s) => s.path, compareKeys);
+  await runUploads(session, ctx, opts, recorder, uploads, pairs, (pair: Paired<LocalEntry, StateEntry>) => {
+    const d = decidePush(pair, opts.raw);
+    if (d.kind === 'upload') return d;
+    recorder.unchanged();
+    return undefined;
+  });
+}
+
+/** runUploads sends the uploads `pick` finds in the batches (by default the batches are uploads already), TRANSFER_CONCURRENCY at a time. */
+async function runUploads<T>(
+  session: SyncSession, ctx: VerbContext, opts: PushOptions, recorder: RunRecorder, uploads: ResumableUploads | undefined,
+  batches: AsyncIterable<T[]>, pick: (item: T) => Upload | undefined = (item) => item as Upload,
+): Promise<void> {
   const persist = !opts.raw && !ctx.dryRun;
   const transferCtx = {
-    root, storage: session.storage, dest: ctx.target.dest, progress: ctx.progress, signal: ctx.signal, uploads,
+    root: ctx.target.workspace, storage: session.storage, dest: ctx.target.dest, progress: ctx.progress, signal: ctx.signal, uploads,
     onUploadIntent: persist ? (path: string, hash: string) => recordUploadIntent(session.stateFile, path, hash) : undefined,
   };
 
-  async function applyPush(d: PushDecision): Promise<void> {
-    if (d.kind === 'none') {
-      recorder.unchanged();
-      return;
-    }
+  async function applyPush(d: Upload): Promise<void> {
     if (ctx.dryRun) {
       recorder.planned('upload', d.path, d.local.size);
       return;
@@ -168,8 +238,8 @@ async function runUploadPass(session: SyncSession, ctx: VerbContext, opts: PushO
     }
   }
 
-  const run$ = fromWindowed(pairs, window).pipe(
-    map((pair) => decidePush(pair, opts.raw)),
+  const window = new InFlightWindow(1024);
+  const run$ = fromBatchesWindowed(batches, window, pick).pipe(
     mergeMap(async (d) => {
       await recorder.guard(d.path, () => applyPush(d));
       recorder.maybeCheckpoint();
@@ -190,7 +260,7 @@ async function* changedEntries(
   changed: readonly string[],
   deleted: readonly string[],
   onProblem: (p: ScanProblem) => void,
-): AsyncGenerator<LocalEntry> {
+): AsyncGenerator<LocalEntry[]> {
   const root = session.target.workspace;
   const found = new Map<string, LocalEntry>();
   const parents = new Set<string>();
@@ -215,5 +285,5 @@ async function* changedEntries(
     }
     for await (const inner of scanWorkspace(root, session.rules, onProblem, entry.path)) found.set(inner.path, inner);
   }
-  yield* [...found.values()].sort((a, b) => compareKeys(a.path, b.path));
+  yield [...found.values()].sort((a, b) => compareKeys(a.path, b.path));
 }

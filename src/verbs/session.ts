@@ -1,10 +1,11 @@
-// What push, pull and status share before any transfer: workspace checks, storage opened and checked, excludes, lock, state validated.
+// What push, pull and status share before any transfer: workspace checks, storage opened and checked, excludes, lock, state validated, the remote listing started.
 import { existsSync, statSync, mkdirSync } from 'node:fs';
 import type { SyncTarget } from '../config/types.js';
 import type { Storage } from '../storage/types.js';
 import { openStorage } from '../storage/open.js';
 import { buildExcludeRules, type ExcludeRules } from '../engine/exclude.js';
 import type { ProgressSink } from '../engine/progress.js';
+import { RemoteListing } from '../engine/remote.js';
 import { acquireLock, writeProblem, type WorkspaceLock } from '../state/lock.js';
 import { removeStaleSwmTemps, removeStaleWorkspaceTemps } from '../state/stale-temps.js';
 import { validateState, discardState, stateFileFor } from '../state/store.js';
@@ -18,6 +19,11 @@ export interface SyncSession {
   stateFile: string;
   tarStateFile: string;
   lock?: WorkspaceLock;
+  /**
+   * takeListing hands over the listing of dest started when the session opened (option `listRemote`), once; undefined
+   * when none was started or it was taken already. The pull pass reads it.
+   */
+  takeListing(): RemoteListing | undefined;
   close(): Promise<void>;
 }
 
@@ -55,7 +61,11 @@ const UNUSABLE_WORKSPACE: Record<string, string> = {
 export async function openSession(
   target: SyncTarget,
   progress: ProgressSink,
-  options: { verb: string; createWorkspace: boolean; createBucket: boolean; lock: boolean; force: boolean; useState: boolean; dryRun?: boolean },
+  options: {
+    verb: string; createWorkspace: boolean; createBucket: boolean; lock: boolean; force: boolean; useState: boolean; dryRun?: boolean;
+    /** start listing dest as soon as the bucket is checked: the first pages arrive while the state is validated. */
+    listRemote?: boolean;
+  },
 ): Promise<SyncSession> {
   // a dry-run pull into a folder that does not exist yet plans against the missing folder: it creates nothing, not even it
   const plannedOnly = options.createWorkspace && options.dryRun === true && !existsSync(target.workspace);
@@ -80,8 +90,10 @@ export async function openSession(
     lock?.release();
     throw e;
   }
+  let listing: RemoteListing | undefined;
   try {
     await storage.check();
+    if (options.listRemote) listing = new RemoteListing(storage, target.dest, rules);
     if (options.useState) {
       const corrupt = await validateState(stateFile);
       if (corrupt) {
@@ -90,6 +102,7 @@ export async function openSession(
       }
     }
   } catch (e) {
+    listing?.close();
     lock?.release();
     await storage.close();
     throw e;
@@ -102,7 +115,13 @@ export async function openSession(
     stateFile,
     tarStateFile,
     lock,
+    takeListing() {
+      const taken = listing;
+      listing = undefined;
+      return taken;
+    },
     async close() {
+      listing?.close();
       lock?.release();
       await opened.close();
     },

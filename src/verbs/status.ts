@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { SyncTarget } from '../config/types.js';
 import type { StatusReport, PathSample } from './types.js';
 import { buildExcludeRules, type ExcludeRules } from '../engine/exclude.js';
-import { marchSorted } from '../engine/flow.js';
+import { marchSorted } from '../engine/march.js';
 import { scanWorkspace, type LocalEntry } from '../engine/scan.js';
 import { sameStat, localContentHash, decidePull } from '../engine/plan.js';
 import type { RemoteEntry } from '../engine/remote.js';
