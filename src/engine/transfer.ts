@@ -63,8 +63,28 @@ export async function uploadEntry(local: LocalEntry, base: StateEntry | undefine
   if (base && base.hash === hash && base.mode === local.mode && base.type === local.type && base.target === local.target) {
     return { kind: 'unchanged', entry: { ...stateOf(local, hash), etag: base.etag, ...(base.remoteTime !== undefined ? { remoteTime: base.remoteTime } : {}) } };
   }
-  const meta = metaFor(local, hash);
   ctx.onUploadIntent?.(local.path, hash);
+  if (!base || base.hash !== hash || base.etag === '') return sendObject(local, hash, key, abs, body, ctx);
+  // same content, other metadata (a chmod): on S3 the ETag digests the content only, so other workspaces see the rewrite
+  // by its LastModified, which has whole seconds. Rewrite until it lands in another second than the object it replaces.
+  const before = await ctx.storage.head(key);
+  for (let attempt = 1; ; attempt++) {
+    const sent = await sendObject(local, hash, key, abs, body, ctx);
+    if (sent.kind !== 'uploaded' || before?.lastModified === undefined || sent.entry.etag !== before.etag) return sent;
+    const after = await ctx.storage.head(key);
+    const sameSecond = after?.etag === before.etag && after.lastModified !== undefined &&
+      Math.floor(after.lastModified / 1000) === Math.floor(before.lastModified / 1000);
+    if (!sameSecond || attempt === REWRITE_ATTEMPTS) return sent;
+    await sleep(1000, undefined, { signal: ctx.signal });
+  }
+}
+
+/** REWRITE_ATTEMPTS bounds how often a metadata-only rewrite is repeated to move its LastModified into a new second. */
+const REWRITE_ATTEMPTS = 4;
+
+/** sendObject writes one local entry's object: a small body in one put, a big file resumably or streamed and re-checked. */
+async function sendObject(local: LocalEntry, hash: string, key: string, abs: string, body: Buffer | undefined, ctx: TransferContext): Promise<UploadOutcome> {
+  const meta = metaFor(local, hash);
   const onProgress = (bytes: number) => ctx.progress.next({ type: 'bytes', path: local.path, bytes, total: local.size });
   if (body) {
     const { etag } = await ctx.storage.put(key, body, { size: body.length, meta, signal: ctx.signal, onProgress });
