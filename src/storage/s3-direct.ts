@@ -1,4 +1,4 @@
-// Direct single-object S3 requests (PUT, GET, HEAD, UploadPart) on node:http with SigV4: the fast path under s3.ts; anything but a 2xx answer goes back to the SDK.
+// Direct S3 requests (single-object PUT, GET, HEAD, UploadPart, and ListObjectsV2 pages) on node:http with SigV4: the fast path under s3.ts; anything but a 2xx answer goes back to the SDK.
 //
 // Why: a 4 KiB PutObject or GetObject through @aws-sdk/client-s3 costs ~2 ms of CPU in the client (middleware stack,
 // endpoint rules, schema serde, signing); the same request signed with @smithy/signature-v4 and sent on node:http costs
@@ -9,11 +9,15 @@
 // region redirects and error parsing, so every failure is still described and retried exactly as before. Answers that
 // mean this path is wrong for the bucket (3xx, 400, 403, 405, 501: a region redirect, a signature the server does not
 // accept, an unusual endpoint) switch the fast path off for the rest of the process.
+//
+// Listing pages are read by s3-list-xml.ts instead of the SDK's XML machinery (most of a no-op push's CPU); a page whose
+// body is cut or that the strict reader refuses is also repeated through the SDK.
 import { createHash, createHmac } from 'node:crypto';
 import { request as httpRequest, type Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { ListXmlError, parseListObjectsV2, type ListPage } from './s3-list-xml.js';
 
 /** EMPTY_SHA256 is the payload hash of a request without a body. */
 const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -50,10 +54,30 @@ function bytesOf(data: SourceData): string | Uint8Array {
 
 /** encodeKey encodes an object key for the URL path as the SDK does: each segment with encodeURIComponent plus !'()*. */
 export function encodeKey(key: string): string {
-  return key
-    .split('/')
-    .map((segment) => encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
-    .join('/');
+  return key.split('/').map(escapeUri).join('/');
+}
+
+/** escapeUri is RFC 3986 encoding as SigV4 canonicalises it: encodeURIComponent plus !'()*. */
+function escapeUri(text: string): string {
+  return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** readText reads a response body to a string; undefined when it ends early (cut, reset, idle timeout) or differs from its Content-Length. */
+function readText(body: IncomingMessage): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let length = 0;
+    body.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      length += chunk.length;
+    });
+    body.on('end', () => {
+      const announced = Number(body.headers['content-length']);
+      resolve(!body.complete || (Number.isFinite(announced) && announced !== length) ? undefined : Buffer.concat(chunks, length).toString('utf8'));
+    });
+    body.on('error', () => resolve(undefined));
+    body.on('close', () => resolve(undefined)); // after 'end' this changes nothing; before it, the body was cut
+  });
 }
 
 interface Target {
@@ -71,6 +95,8 @@ interface Target {
 export class DirectObjectRequests {
   private target: Promise<Target | undefined> | undefined;
   private disabled = false;
+  /** set when a complete listing answer could not be read: this server's XML is left to the SDK from then on. */
+  private listingDisabled = false;
 
   constructor(
     private readonly client: S3Client,
@@ -102,6 +128,28 @@ export class DirectObjectRequests {
   /** head asks for an object's headers; undefined when the SDK must do it (a missing object included). */
   async head(key: string, signal?: AbortSignal): Promise<DirectAnswer | undefined> {
     return this.send('HEAD', key, {}, {}, undefined, signal);
+  }
+
+  /**
+   * listObjects asks for one ListObjectsV2 page with keys URL-encoded in the answer (so keys XML 1.0 cannot carry come
+   * through) and reads it with s3-list-xml.ts. undefined when the SDK must do it: an error status, a network error, a
+   * cut body, or an answer the reader refuses; a complete answer it refuses turns direct listing off.
+   */
+  async listObjects(prefix: string, maxKeys: number, continuationToken: string | undefined, signal?: AbortSignal): Promise<ListPage | undefined> {
+    if (this.listingDisabled) return undefined;
+    const query: Record<string, string> = { 'encoding-type': 'url', 'list-type': '2', 'max-keys': String(maxKeys), prefix };
+    if (continuationToken !== undefined) query['continuation-token'] = continuationToken;
+    const answer = await this.send('GET', '', query, {}, undefined, signal);
+    if (!answer) return undefined;
+    const xml = await readText(answer.body);
+    signal?.throwIfAborted();
+    if (xml === undefined) return undefined;
+    try {
+      return parseListObjectsV2(xml);
+    } catch (e) {
+      if (!(e instanceof ListXmlError && e.incomplete)) this.listingDisabled = true;
+      return undefined;
+    }
   }
 
   private resolveTarget(): Promise<Target | undefined> {
@@ -155,7 +203,7 @@ export class DirectObjectRequests {
     const path = target.basePath + encodeKey(key);
     const search = Object.keys(query)
       .sort()
-      .map((name) => `${encodeURIComponent(name)}=${encodeURIComponent(query[name]!)}`)
+      .map((name) => `${escapeUri(name)}=${escapeUri(query[name]!)}`)
       .join('&');
     // over TLS the payload is protected in transit; over plain http it is signed, so a corrupted body is refused
     const payloadHash = body === undefined ? EMPTY_SHA256 : target.protocol === 'https:' ? 'UNSIGNED-PAYLOAD' : createHash('sha256').update(body).digest('hex');

@@ -30,6 +30,7 @@ import { compareKeys } from '../keys.js';
 import { decodeMeta, encodeMeta } from './meta.js';
 import { validateRange } from './range.js';
 import { DirectObjectRequests, type DirectAnswer } from './s3-direct.js';
+import { decodeListedKey, type ListPage } from './s3-list-xml.js';
 import { StorageError } from './storage-error.js';
 import {
   INVALID_RANGE,
@@ -58,10 +59,12 @@ export interface S3StorageOptions {
   /** attempts per request, retries included (default 6). */
   maxAttempts?: number;
   /**
-   * false sends every request through the SDK; by default single-object PUT/GET/HEAD/UploadPart go out directly
-   * (s3-direct.ts) and fall back to the SDK on anything but a 2xx answer. SWM_S3_SDK_ONLY=1 has the effect of false.
+   * false sends every request through the SDK; by default single-object PUT/GET/HEAD/UploadPart and listing pages go
+   * out directly (s3-direct.ts) and fall back to the SDK on anything but a 2xx answer. SWM_S3_SDK_ONLY=1 has the effect of false.
    */
   directRequests?: boolean;
+  /** keys per listing page (default and at most 1,000, S3's own limit); tests set it small to list across pages cheaply. */
+  listPageSize?: number;
 }
 
 /** SINGLE_PUT_LIMIT: bodies below this many bytes go in one PutObject (buffered, so the SDK can retry them). */
@@ -73,6 +76,8 @@ export const UNKNOWN_SIZE_PART_SIZE = 16 * 1024 * 1024;
 /** MAX_PARTS is S3's limit on parts per multipart upload. */
 export const MAX_PARTS = 10_000;
 const DELETE_BATCH = 1000;
+/** XML_UNSAFE matches a character XML 1.0 cannot carry (control characters but tab, LF and CR; U+FFFE, U+FFFF). */
+const XML_UNSAFE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
 const LIST_PAGE = 1000;
 const MAX_SOCKETS = 256;
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -243,12 +248,14 @@ class S3Storage implements Storage {
   private readonly agents: { http: HttpAgent; https: HttpsAgent };
   private readonly ca: Buffer | undefined;
   private readonly secrets: string[];
-  /** the fast path for single-object requests, or undefined when turned off. */
+  /** the fast path for single-object requests and listing pages, or undefined when turned off. */
   private readonly direct: DirectObjectRequests | undefined;
+  private readonly listPageSize: number;
 
   constructor(spec: S3Spec, options: S3StorageOptions) {
     this.description = spec.text;
     this.bucket = spec.bucket;
+    this.listPageSize = Math.min(LIST_PAGE, Math.max(1, Math.floor(options.listPageSize ?? LIST_PAGE)));
     const rawEndpoint = spec.s3.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
     this.endpoint = rawEndpoint ? (/^https?:\/\//i.test(rawEndpoint) ? rawEndpoint : `https://${rawEndpoint}`) : undefined;
     const endpointPassword = passwordOf(this.endpoint);
@@ -316,28 +323,65 @@ class S3Storage implements Storage {
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    let token: string | undefined;
     let previous: string | undefined;
-    do {
-      let page;
-      try {
-        page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: LIST_PAGE, ContinuationToken: token }),
-        );
-      } catch (e) {
-        throw this.fail(e, `list ${prefix || '(bucket root)'}`);
-      }
-      for (const o of page.Contents ?? []) {
-        if (o.Key === undefined) continue;
-        if (previous !== undefined && compareKeys(previous, o.Key) >= 0) {
-          // the sync merge relies on byte order; a server that breaks it must not be trusted with deletions
-          throw failure(`list ${prefix} in ${this.description}: the server returned keys out of order ("${previous}" before "${o.Key}")`);
+    // the next page is asked for as soon as its token is known, while this one is consumed: at most two pages in memory
+    const cancel = new AbortController();
+    let asked: string | undefined; // the continuation token of the page awaited next
+    let next = this.listPage(prefix, undefined, cancel.signal);
+    try {
+      for (;;) {
+        const page = await next;
+        const token = page.isTruncated ? page.nextContinuationToken : undefined;
+        if (token && token === asked) throw failure(`list ${prefix} in ${this.description}: the server answered a page with its own continuation token`);
+        if (token) {
+          asked = token;
+          next = this.listPage(prefix, token, cancel.signal);
+          next.catch(() => {}); // seen when awaited; a consumer that stops early must not leave it unhandled
         }
-        previous = o.Key;
-        yield { key: o.Key, size: o.Size ?? 0, etag: normalizeEtag(o.ETag), lastModified: o.LastModified?.getTime() };
+        for (const o of page.objects) {
+          if (o.key === undefined) continue;
+          if (previous !== undefined && compareKeys(previous, o.key) >= 0) {
+            // the sync merge relies on byte order; a server that breaks it must not be trusted with deletions
+            throw failure(`list ${prefix} in ${this.description}: the server returned keys out of order ("${previous}" before "${o.key}")`);
+          }
+          previous = o.key;
+          yield { key: o.key, size: o.size ?? 0, etag: normalizeEtag(o.etag), lastModified: o.lastModified };
+        }
+        if (!token) return;
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+    } finally {
+      cancel.abort();
+    }
+  }
+
+  /**
+   * listPage fetches one ListObjectsV2 page: directly when it can (s3-direct.ts), else through the SDK. Both ask for
+   * URL-encoded keys, so keys with characters XML 1.0 cannot carry (control characters, U+FFFE) list as they are.
+   */
+  private async listPage(prefix: string, token: string | undefined, signal: AbortSignal): Promise<ListPage> {
+    const direct = await this.direct?.listObjects(prefix, this.listPageSize, token, signal);
+    if (direct) return direct;
+    try {
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, MaxKeys: this.listPageSize, ContinuationToken: token, EncodingType: 'url' }),
+        { abortSignal: signal },
+      );
+      // the SDK leaves encoded keys as they came; a server that ignored encoding-type says no EncodingType
+      const encoded = page.EncodingType === 'url';
+      return {
+        objects: (page.Contents ?? []).map((o) => ({
+          key: o.Key !== undefined && encoded ? decodeListedKey(o.Key) : o.Key,
+          size: o.Size,
+          etag: o.ETag,
+          lastModified: o.LastModified?.getTime(),
+        })),
+        isTruncated: page.IsTruncated === true,
+        nextContinuationToken: page.NextContinuationToken,
+      };
+    } catch (e) {
+      if (signal.aborted) throw signal.reason;
+      throw this.fail(e, `list ${prefix || '(bucket root)'}`);
+    }
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
@@ -434,7 +478,11 @@ class S3Storage implements Storage {
     }
   }
 
-  async delete(keys: string[]): Promise<void> {
+  async delete(allKeys: string[]): Promise<void> {
+    // a DeleteObjects body is XML: keys with characters XML 1.0 cannot carry are deleted one by one (MinIO: MalformedXML)
+    const unsafe = allKeys.filter((key) => XML_UNSAFE.test(key));
+    if (unsafe.length > 0) await this.deleteOneByOne(unsafe);
+    const keys = unsafe.length > 0 ? allKeys.filter((key) => !XML_UNSAFE.test(key)) : allKeys;
     for (let i = 0; i < keys.length; i += DELETE_BATCH) {
       const batch = keys.slice(i, i + DELETE_BATCH);
       let r;
@@ -669,8 +717,14 @@ function infoFromHeaders(key: string, answer: DirectAnswer): ObjectInfo {
 
 /** normalizeEtag strips the quotes S3 puts around ETags, so put, head and list report the same string. */
 function normalizeEtag(etag: string | undefined): string {
-  return (etag ?? '').replace(/^"(.*)"$/, '$1');
+  if (etag === undefined) return '';
+  // the usual "<hex>" without the regex (a listing calls this per key); the same answer as the regex below in every case
+  if (etag.length >= 2 && etag.charCodeAt(0) === 0x22 && etag.charCodeAt(etag.length - 1) === 0x22 && !LINE_TERMINATOR.test(etag)) return etag.slice(1, -1);
+  return etag.replace(/^"(.*)"$/, '$1');
 }
+
+/** LINE_TERMINATOR: what "." in a regex does not match. */
+const LINE_TERMINATOR = /[\n\r\u2028\u2029]/;
 
 function lengthMismatch(key: string, got: string, size: number): SwmError {
   return failure(`put ${key}: the body was ${got} bytes, ${size} were announced (the file changed while it was read?)`);

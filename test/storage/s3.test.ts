@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { SwmError } from '../../src/errors.js';
+import { compareKeys } from '../../src/keys.js';
 import { createS3Storage, describeS3Error, isLocalHost, MAX_PARTS, partSizeFor, type S3Spec } from '../../src/storage/s3.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { defineStorageConformance, listAll } from './conformance.js';
@@ -45,10 +46,13 @@ async function errorOf(p: Promise<unknown>): Promise<SwmError> {
 
 afterAll(() => admin.destroy());
 
+/** CONFORMANCE_PAGE: small listing pages, so the suite's listings cross many page boundaries (continuation tokens after odd keys). */
+const CONFORMANCE_PAGE = 10;
+
 /** conformanceTarget opens a fresh bucket for one conformance test and removes it afterwards. */
 async function conformanceTarget(options: { directRequests?: boolean } = {}) {
   const bucket = await freshBucket();
-  const storage = createS3Storage(specFor(bucket), { credentials, ...options });
+  const storage = createS3Storage(specFor(bucket), { credentials, listPageSize: CONFORMANCE_PAGE, ...options });
   return {
     storage,
     cleanup: async () => {
@@ -61,9 +65,9 @@ async function conformanceTarget(options: { directRequests?: boolean } = {}) {
 }
 
 // MinIO hides `a/b` from listings while an object `a` exists: objectsUnderObjects is off for S3
-defineStorageConformance('s3', () => conformanceTarget(), { objectsUnderObjects: false });
+defineStorageConformance('s3', () => conformanceTarget(), { objectsUnderObjects: false, listPageSize: CONFORMANCE_PAGE });
 // the same contract with every request through the SDK: the path direct requests fall back to
-defineStorageConformance('s3 (SDK only)', () => conformanceTarget({ directRequests: false }), { objectsUnderObjects: false });
+defineStorageConformance('s3 (SDK only)', () => conformanceTarget({ directRequests: false }), { objectsUnderObjects: false, listPageSize: CONFORMANCE_PAGE });
 
 describe('s3 direct requests', () => {
   it('sends single-object PUT, GET, HEAD and UploadPart without the SDK, with the same results', async () => {
@@ -117,6 +121,85 @@ describe('s3 direct requests', () => {
     } finally {
       await storage.close();
       await proxy.close();
+    }
+  });
+});
+
+describe('s3 direct listing', () => {
+  const LIST = /[?&]list-type=2(&|$)/;
+  const keys = ['a', 'b b', 'c+c', 'd%25', 'e&<>"\'', 'f\x01\r\n', 'g\uFFFE', 'h/\u{1F600}', 'i/ü', 'j', 'k', 'l'];
+
+  /** listingSetup puts `keys` (and one multipart object) in a fresh bucket and opens it through a fault proxy, directly and SDK-only, 4 keys a page. */
+  async function listingSetup() {
+    const bucket = await freshBucket();
+    const proxy = await startFaultProxy(s3.endpoint);
+    const spec = specFor(bucket, { endpoint: proxy.url, region: s3.region });
+    const storage = createS3Storage(spec, { credentials, listPageSize: 4 });
+    const sdkOnly = createS3Storage(spec, { credentials, listPageSize: 4, directRequests: false });
+    for (const key of keys) await storage.put(key, Buffer.from(key), { meta: {} });
+    const uploadId = await storage.multipart!.create('m-multipart', {});
+    const etag = await storage.multipart!.uploadPart('m-multipart', uploadId, 1, randomBytes(5 * 1024 * 1024));
+    await storage.multipart!.complete('m-multipart', uploadId, [{ partNumber: 1, etag }]);
+    const close = async () => {
+      await storage.close();
+      await sdkOnly.close();
+      await proxy.close();
+    };
+    return { proxy, storage, sdkOnly, close };
+  }
+
+  it('lists every page directly, yielding exactly what the SDK path yields', async () => {
+    const { proxy, storage, sdkOnly, close } = await listingSetup();
+    try {
+      proxy.resetCounts();
+      const viaSdk = await listAll(sdkOnly, '');
+      expect(proxy.counts).toMatchObject({ requests: 4, viaSdk: 4 }); // 13 objects, 4 a page
+      proxy.resetCounts();
+      const direct = await listAll(storage, '');
+      expect(proxy.counts).toMatchObject({ requests: 4, viaSdk: 0 });
+      expect(direct).toEqual(viaSdk);
+      expect(direct.map((o) => o.key)).toEqual([...keys.slice(0, 12), 'm-multipart'].sort(compareKeys));
+      for (const o of direct) {
+        expect(o.etag).toMatch(/^[0-9a-f]{32}(-1)?$/);
+        expect(o.etag).toBe((await storage.head(o.key))?.etag);
+        expect(o.size).toBe(o.key === 'm-multipart' ? 5 * 1024 * 1024 : Buffer.byteLength(o.key));
+        expect(o.lastModified).toBeGreaterThan(Date.now() - 3_600_000);
+      }
+      // a consumer that stops early leaves the next page (asked for ahead) to be cancelled quietly
+      for await (const o of storage.list('')) {
+        expect(o.key).toBe('a');
+        break;
+      }
+      expect((await listAll(storage, 'i/')).map((o) => o.key)).toEqual(['i/ü']);
+    } finally {
+      await close();
+    }
+  });
+
+  it('repeats a failed or cut page through the SDK and goes on listing directly', async () => {
+    const { proxy, storage, sdkOnly, close } = await listingSetup();
+    try {
+      const expected = await listAll(sdkOnly, '');
+      for (const kind of ['status503', 'slowdown', 'truncate', 'short-body', 'reset-response'] as const) {
+        proxy.resetCounts();
+        proxy.injectNext({ method: 'GET', path: LIST, kind });
+        expect(await listAll(storage, ''), kind).toEqual(expected);
+        // the first page went direct and failed, its repeat through the SDK worked, the other three went direct
+        expect(proxy.counts, kind).toMatchObject({ requests: 5, viaSdk: 1, injected: 1 });
+      }
+      proxy.resetCounts();
+      expect(await listAll(storage, '')).toEqual(expected);
+      expect(proxy.counts).toMatchObject({ requests: 4, viaSdk: 0 });
+      // a refusal (403) turns the direct path off; the SDK's repeat describes the failure
+      proxy.failPermanently({ method: 'GET', path: LIST, status: 403, code: 'AccessDenied' });
+      const denied = await errorOf(listAll(storage, ''));
+      expect(denied.message).toMatch(/access denied to minio:.* during list \(bucket root\)/);
+      proxy.clearFaults();
+      proxy.resetCounts();
+      expect(await listAll(storage, '')).toEqual(expected);
+      expect(proxy.counts).toMatchObject({ requests: 4, viaSdk: 4 });
+    } finally {
+      await close();
     }
   });
 });
