@@ -1,5 +1,5 @@
 // Cleanup after a crash: removes the temp files (`.name.swm-tmp-XXXXXXXX`) that a killed swm run left in the workspace and in `.swm/`.
-import { lstatSync, readdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { SWM_DIR, swmPaths } from './paths.js';
 import { errnoCode } from '../errors.js';
@@ -14,9 +14,10 @@ const LOCKED_TARGETS = /^\.((tar-)?state-.+\.tsv|stamp\.json|tar\.json)\.swm-tmp
 const UNLOCKED_TEMP_AGE_MS = 60_000;
 
 /**
- * removeStaleWorkspaceTemps deletes swm temp files in the workspace (not `.swm/`), for a caller that holds the transfer
- * lock taken over from a dead holder: no other swm writes workspace files then. Folders that `excluded` rejects are not
- * entered, symlinks are not followed. Returns how many were removed.
+ * removeStaleWorkspaceTemps deletes swm temp files in the workspace (not `.swm/`), and the temp folders a tar extraction
+ * builds new folders in (tar/extract.ts), for a caller that holds the transfer lock taken over from a dead holder: no
+ * other swm writes workspace files then. Folders that `excluded` rejects are not entered, symlinks are not followed.
+ * Returns how many were removed.
  */
 export function removeStaleWorkspaceTemps(workspace: string, excluded: (relPath: string, isDir: boolean) => boolean): number {
   let removed = 0;
@@ -30,7 +31,11 @@ export function removeStaleWorkspaceTemps(workspace: string, excluded: (relPath:
     for (const entry of entries) {
       const path = rel ? `${rel}/${entry.name}` : entry.name;
       if (entry.isDirectory()) {
-        if (path !== SWM_DIR && !excluded(path, true)) walk(path);
+        if (path === SWM_DIR) continue;
+        if (TEMP_NAME.test(entry.name)) {
+          rmSync(join(workspace, path), { recursive: true, force: true }); // never follows a symlink inside
+          removed++;
+        } else if (!excluded(path, true)) walk(path);
       } else if (TEMP_NAME.test(entry.name) && removeFile(join(workspace, path))) removed++;
     }
   };

@@ -9,49 +9,25 @@
 // - hard links (never produced by swm's packer), device files and FIFOs;
 // - a file or symlink where a non-empty folder exists.
 // setuid/setgid/sticky bits are stripped; other permission bits and the pax sub-second mtime are restored.
-// Regular files are written to a temp name in their folder and renamed into place, so every file extracted before a
-// failure is complete and an interrupted one leaves nothing. Files, symlinks and empty folders in the way of an entry
-// of another type are replaced. Folders get their mode and mtime after all their contents are written.
+// Checks against the disk (symlinked or non-folder parents, a non-empty folder in the way), where files go (new folders
+// built under a temp name and renamed into place whole, files into existing folders by temp + rename; never a
+// half-written file in place) and per-file hash checks are tar/tree-writer.ts's, which applies the entries in order.
 // Every regular file is hashed (xxh64) as it is written. With `expectedHashes` (a snapshot's per-file hashes), a file
-// whose bytes hash otherwise, or that the list does not name, is never renamed into place: its temp file is removed
-// and extraction stops (exit 1, TarEntryHashMismatch), so a damaged archive never overwrites a good local file.
-// Checks are made against the disk as it is during extraction; a concurrent local attacker racing the extractor is
-// out of scope.
+// whose bytes hash otherwise, or that the list does not name, is never put in place and extraction stops (exit 1,
+// TarEntryHashMismatch), so a damaged archive never overwrites a good local file. Every file extracted before a
+// failure is complete and in place.
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import {
-  chmodSync,
-  closeSync,
-  constants as fsConstants,
-  fchmodSync,
-  futimesSync,
-  lstatSync,
-  lutimesSync,
-  mkdirSync,
-  openSync,
-  realpathSync,
-  renameSync,
-  rmdirSync,
-  symlinkSync,
-  unlinkSync,
-  utimesSync,
-  writeSync,
-  type Stats,
-} from 'node:fs';
-import { open as openAsync, unlink as unlinkAsync } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { mkdirSync, realpathSync } from 'node:fs';
 import { extract as tarExtract, type Extract, type Header } from 'tar-stream';
 import { SwmError, ExitCode, errnoCode, failure, isSwmError } from '../errors.js';
 import { unsafeRelativePath } from '../keys.js';
 import { SWM_DIR } from '../state/paths.js';
-import { tempPathFor } from '../state/atomic.js';
-import { TEMP_INFIX } from '../state/paths.js';
-import { xxh, hex64 } from '../engine/hash.js';
 import { parsePaxTime } from './pax-time.js';
 import type { TarSourceEntry } from './pack.js';
+import { TarEntryHashMismatch, TreeWriter, refuseEntry } from './tree-writer.js';
 
-type Hasher = Awaited<ReturnType<typeof xxh>>;
+export { TarEntryHashMismatch, refuseEntry };
 
 /**
  * ExtractedEntry is one entry written by extractTar, as it now is on disk (for the caller's state): the same shape as
@@ -86,38 +62,10 @@ export interface ExtractTarOptions {
   expectedHashes?: ReadonlyMap<string, string>;
 }
 
-/** TarEntryHashMismatch: a file's bytes in the archive do not hash to the expected xxh64 (or none is listed); it was not written. */
-export class TarEntryHashMismatch extends SwmError {
-  constructor(
-    readonly path: string,
-    readonly actual: string | undefined,
-    readonly expected: string | undefined,
-  ) {
-    super(
-      ExitCode.failed,
-      expected === undefined
-        ? `${JSON.stringify(path)} has no xxh64 in the snapshot's list, so it cannot be verified: the snapshot is corrupt; nothing written for it`
-        : `${JSON.stringify(path)} does not match its xxh64 (${actual} ≠ ${expected}): the snapshot is corrupt; nothing written for it`,
-      { hint: 'files extracted before it were verified; push --tar again from an intact copy' },
-    );
-  }
-}
-
-/** Files up to this size are gathered in memory and written with synchronous calls (much faster for small files). */
+/** Files up to this size are read whole from the archive and written in one go (synchronous calls: faster for small files). */
 const SMALL_FILE_MAX = 1024 * 1024;
-/** Big files are written in batches of at least this many bytes. */
-const WRITE_BATCH_BYTES = 1024 * 1024;
 /** Trailing bytes kept to check that the archive ends with an end-of-archive block. */
 const TAIL_KEEP_BYTES = 1024 * 1024;
-/** Longest file name on Linux filesystems, in bytes. */
-const NAME_MAX = 255;
-
-/** refuseEntry is the error for an entry that must not be written. */
-export function refuseEntry(name: string, reason: string): SwmError {
-  return new SwmError(ExitCode.usage, `refusing tar entry ${JSON.stringify(name)}: ${reason}`, {
-    hint: 'the archive is unsafe or damaged; nothing outside the workspace was written',
-  });
-}
 
 /** corruptTar is the error for a stream that is not a complete, well-formed tar. */
 function corruptTar(detail: string, cause?: unknown): SwmError {
@@ -130,25 +78,16 @@ function corruptTar(detail: string, cause?: unknown): SwmError {
 /** extractTar writes the entries of a tar (or gzip-compressed tar) stream under root; see the module comment for what is refused. */
 export async function extractTar(input: Readable, root: string, opts: ExtractTarOptions = {}): Promise<ExtractResult> {
   mkdirSync(root, { recursive: true });
-  const extractor = new TarExtractor(realpathSync(root), opts, await xxh());
-  return extractor.run(input);
+  const writer = await TreeWriter.create(realpathSync(root));
+  return new TarExtractor(opts, writer).run(input);
 }
 
 /** EntryData is an entry's byte stream from tar-stream (a streamx Readable). */
 type EntryData = AsyncIterable<unknown>;
 
-interface DirToFinish {
-  abs: string;
-  mode: number;
-  mtimeMs: number;
-}
-
-/** TarExtractor holds one extraction's state: the folders known safe, the folders to finish, the counts. */
+/** TarExtractor parses one archive, checks each entry's name and hands the entries to the writer in order; keeps the counts. */
 class TarExtractor {
   private readonly result: ExtractResult = { files: 0, dirs: 0, symlinks: 0, bytes: 0, entries: [] };
-  /** workspace-relative folders checked (or created) as real folders, not symlinks. */
-  private readonly safeDirs = new Set<string>();
-  private readonly dirsToFinish: DirToFinish[] = [];
   private inputError: unknown;
   private stopping = false;
   private decodeError: unknown;
@@ -159,31 +98,31 @@ class TarExtractor {
   private lastEntryEnd = 0;
 
   constructor(
-    private readonly root: string,
     private readonly opts: ExtractTarOptions,
-    private readonly hasher: Hasher,
+    private readonly writer: TreeWriter,
   ) {}
 
   async run(input: Readable): Promise<ExtractResult> {
     const extract = tarExtract();
     const signal = this.opts.signal;
     const onAbort = () => extract.destroy(abortReason(signal!));
-    if (signal?.aborted) throw abortReason(signal);
     signal?.addEventListener('abort', onAbort, { once: true });
     const pumping = this.pump(input, extract);
     try {
+      if (signal?.aborted) throw abortReason(signal);
       for await (const entry of extract) {
         await this.extractEntry(entry.header, entry, entry.offset);
       }
       await pumping;
       this.checkEndOfArchive();
-      this.finishDirs();
+      this.writer.finish();
       return this.result;
     } catch (e) {
       this.stopping = true; // what the destroys below make the pump see is not an input failure
       extract.destroy();
       input.destroy();
       await pumping.catch(() => {});
+      this.writer.abandon();
       throw this.explain(e);
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -290,34 +229,42 @@ class TarExtractor {
     }
   }
 
-  private async extractEntry(header: Header, data: EntryData, headerOffset: number): Promise<void> {
+  private async extractEntry(header: Header, entryData: EntryData, headerOffset: number): Promise<void> {
     this.lastEntryEnd = headerOffset + 512 + padded(header.size);
     const rawName = header.name;
     const name = entryPath(header);
-    if (name === undefined) return void (await drain(data)); // "./": the root itself
+    if (name === undefined) return void (await drain(entryData)); // "./": the root itself
     const why = name.endsWith('/') ? 'a name ending in "/" that is not a folder' : unsafeRelativePath(name);
     if (why) throw refuseEntry(rawName, why);
     if (name === SWM_DIR || name.startsWith(SWM_DIR + '/')) throw refuseEntry(rawName, `${SWM_DIR}/ holds swm's own state and is never extracted`);
     const kind = header.type === 'directory' ? 'dir' : header.type === 'symlink' ? 'symlink' : header.type === 'file' || header.type === 'contiguous-file' ? 'file' : undefined;
-    if (kind !== undefined && this.opts.skip?.(name, kind)) return void (await drain(data));
+    if (kind !== undefined && this.opts.skip?.(name, kind)) return void (await drain(entryData));
     const mode = header.mode & 0o777;
     const mtimeMs = parsePaxTime((header.pax as Record<string, string> | null | undefined)?.mtime) ?? header.mtime.getTime();
     switch (header.type) {
       case 'file':
       case 'contiguous-file': {
-        const expected = this.opts.expectedHashes;
-        if (expected && !expected.has(name)) throw new TarEntryHashMismatch(name, undefined, undefined);
-        this.ensureParents(name, rawName);
-        const hash = await this.writeFile(name, rawName, data, header.size, mode, mtimeMs, expected?.get(name));
-        this.record({ path: name, type: 'file', size: header.size, mtimeMs, mode, hash });
+        const expectedHashes = this.opts.expectedHashes;
+        if (expectedHashes && !expectedHashes.has(name)) throw new TarEntryHashMismatch(name, undefined, undefined);
+        const expected = expectedHashes?.get(name);
+        const size = header.size;
+        let hash: string | undefined;
+        if (size <= SMALL_FILE_MAX) {
+          const data = await readAll(entryData, size);
+          hash = this.writer.apply({ t: 'file', rel: name, raw: rawName, mode, mtimeMs, expected, data });
+        } else {
+          this.writer.apply({ t: 'open', rel: name, raw: rawName, mode, mtimeMs, size, expected });
+          for await (const chunk of entryData) this.writer.apply({ t: 'chunk', data: chunk as Buffer });
+          hash = this.writer.apply({ t: 'close' });
+        }
+        this.record({ path: name, type: 'file', size, mtimeMs, mode, hash });
         this.result.files++;
-        this.result.bytes += header.size;
+        this.result.bytes += size;
         return;
       }
       case 'directory':
-        this.ensureParents(name, rawName);
-        await drain(data);
-        this.makeDir(name, mode, mtimeMs);
+        await drain(entryData);
+        this.writer.apply({ t: 'dir', rel: name, raw: rawName, mode, mtimeMs });
         this.record({ path: name, type: 'dir', size: 0, mtimeMs, mode });
         this.result.dirs++;
         return;
@@ -325,9 +272,8 @@ class TarExtractor {
         const target = header.linkname ?? '';
         const bad = unsafeSymlinkTarget(name, target);
         if (bad) throw refuseEntry(rawName, bad);
-        this.ensureParents(name, rawName);
-        await drain(data);
-        this.makeSymlink(name, rawName, target, mtimeMs);
+        await drain(entryData);
+        this.writer.apply({ t: 'symlink', rel: name, raw: rawName, target, mtimeMs });
         this.record({ path: name, type: 'symlink', size: 0, mtimeMs, mode, target });
         this.result.symlinks++;
         return;
@@ -346,141 +292,6 @@ class TarExtractor {
   private record(e: ExtractedEntry): void {
     this.result.entries.push(e);
     this.opts.onEntry?.({ path: e.path, type: e.type, size: e.size });
-  }
-
-  /** ensureParents makes sure every parent folder of rel is a real folder (never a symlink), creating missing ones. */
-  private ensureParents(rel: string, rawName: string): void {
-    let end = rel.indexOf('/');
-    while (end !== -1) {
-      const dir = rel.slice(0, end);
-      if (!this.safeDirs.has(dir)) {
-        const abs = join(this.root, dir);
-        const st = lstatOrUndefined(abs);
-        if (st === undefined) mkdirSync(abs, { mode: 0o755 });
-        else if (st.isSymbolicLink()) throw refuseEntry(rawName, `its folder ${JSON.stringify(dir)} is a symlink; writing through it is refused`);
-        else if (!st.isDirectory()) throw refuseEntry(rawName, `${JSON.stringify(dir)} exists and is not a folder`);
-        this.safeDirs.add(dir);
-      }
-      end = rel.indexOf('/', end + 1);
-    }
-  }
-
-  /** clearWayFor removes an empty folder where a file or symlink must go; a non-empty one refuses the entry. */
-  private clearWayFor(rel: string, rawName: string, abs: string): void {
-    const st = lstatOrUndefined(abs);
-    if (!st?.isDirectory()) return;
-    try {
-      rmdirSync(abs);
-    } catch (e) {
-      if (errnoCode(e) === 'ENOTEMPTY' || errnoCode(e) === 'EEXIST') throw refuseEntry(rawName, 'a folder that is not empty is in its way');
-      throw e;
-    }
-    this.safeDirs.delete(rel);
-  }
-
-  /**
-   * writeFile writes an entry's data to a temp file beside its place and renames it there; returns its xxh64. When
-   * `expectedHash` is given and differs, the temp file is removed (or never made) and TarEntryHashMismatch thrown.
-   */
-  private async writeFile(
-    rel: string, rawName: string, data: EntryData, size: number, mode: number, mtimeMs: number, expectedHash: string | undefined,
-  ): Promise<string> {
-    const abs = join(this.root, rel);
-    const tmp = tempPathBeside(abs);
-    let hash: string;
-    if (size <= SMALL_FILE_MAX) {
-      const bytes = await readAll(data, size);
-      hash = hex64(this.hasher.h64Raw(bytes));
-      if (expectedHash !== undefined && hash !== expectedHash) throw new TarEntryHashMismatch(rel, hash, expectedHash);
-      const fd = openSync(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
-      try {
-        for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
-        fchmodSync(fd, mode);
-        futimesSync(fd, Date.now() / 1000, utimeSeconds(mtimeMs));
-        closeSync(fd);
-      } catch (e) {
-        closeQuietly(fd);
-        unlinkQuietly(tmp);
-        throw e;
-      }
-    } else {
-      const fh = await openAsync(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
-      const hashState = this.hasher.create64();
-      try {
-        let batch: Buffer[] = [];
-        let batchBytes = 0;
-        let written = 0;
-        for await (const chunk of data) {
-          batch.push(chunk as Buffer);
-          hashState.update(chunk as Buffer);
-          batchBytes += (chunk as Buffer).length;
-          if (batchBytes >= WRITE_BATCH_BYTES) {
-            await writeAllv(fh, batch);
-            written += batchBytes;
-            batch = [];
-            batchBytes = 0;
-          }
-        }
-        if (batchBytes > 0) await writeAllv(fh, batch);
-        written += batchBytes;
-        if (written !== size) throw new Error(`entry ${JSON.stringify(rawName)} has ${written} of its ${size} bytes`);
-        hash = hex64(hashState.digest());
-        if (expectedHash !== undefined && hash !== expectedHash) throw new TarEntryHashMismatch(rel, hash, expectedHash);
-        await fh.chmod(mode);
-        await fh.utimes(Date.now() / 1000, utimeSeconds(mtimeMs));
-        await fh.close();
-      } catch (e) {
-        await fh.close().catch(() => {});
-        await unlinkAsync(tmp).catch(() => {});
-        throw e;
-      }
-    }
-    try {
-      this.clearWayFor(rel, rawName, abs);
-      renameSync(tmp, abs);
-    } catch (e) {
-      unlinkQuietly(tmp);
-      throw e;
-    }
-    return hash;
-  }
-
-  private makeDir(rel: string, mode: number, mtimeMs: number): void {
-    const abs = join(this.root, rel);
-    const st = lstatOrUndefined(abs);
-    // owner rwx while extracting, so a read-only folder can still be filled; the real mode is set at the end
-    if (st === undefined) mkdirSync(abs, { mode: mode | 0o700 });
-    else if (st.isDirectory()) {
-      if ((st.mode & 0o700) !== 0o700) chmodSync(abs, (st.mode & 0o777) | 0o700);
-    } else {
-      unlinkSync(abs); // a file or symlink in the way (unlinking a symlink never touches its target)
-      mkdirSync(abs, { mode: mode | 0o700 });
-    }
-    this.safeDirs.add(rel);
-    this.dirsToFinish.push({ abs, mode, mtimeMs });
-  }
-
-  private makeSymlink(rel: string, rawName: string, target: string, mtimeMs: number): void {
-    const abs = join(this.root, rel);
-    const tmp = tempPathBeside(abs);
-    symlinkSync(target, tmp);
-    try {
-      lutimesSync(tmp, Date.now() / 1000, utimeSeconds(mtimeMs));
-      this.clearWayFor(rel, rawName, abs);
-      renameSync(tmp, abs);
-    } catch (e) {
-      unlinkQuietly(tmp);
-      throw e;
-    }
-  }
-
-  /** finishDirs applies folders' modes and mtimes, deepest first, once everything inside them is written. */
-  private finishDirs(): void {
-    for (let i = this.dirsToFinish.length - 1; i >= 0; i--) {
-      const { abs, mode, mtimeMs } = this.dirsToFinish[i]!;
-      chmodSync(abs, mode);
-      utimesSync(abs, Date.now() / 1000, utimeSeconds(mtimeMs));
-    }
   }
 }
 
@@ -517,33 +328,8 @@ export function unsafeSymlinkTarget(linkPath: string, target: string): string | 
   return undefined;
 }
 
-/** tempPathBeside is tempPathFor, shortened when the target's name is too long to take the temp suffix. */
-function tempPathBeside(abs: string): string {
-  const tmp = tempPathFor(abs);
-  if (Buffer.byteLength(basename(tmp)) <= NAME_MAX) return tmp;
-  return join(dirname(abs), `${TEMP_INFIX}${randomBytes(8).toString('hex')}`);
-}
-
-/**
- * utimeSeconds converts an mtime in ms (microsecond precision, as pax records carry it) to the seconds utimes takes.
- * A double holds a 2020s time only to ~0.12 µs and the kernel truncates it, so `ms / 1000` could land just below the
- * recorded microsecond, a millisecond early when that is a whole one; a quarter-microsecond bias lands it inside.
- */
-function utimeSeconds(mtimeMs: number): number {
-  return (Math.round(mtimeMs * 1000) + 0.25) / 1_000_000;
-}
-
 function padded(size: number): number {
   return Math.ceil(size / 512) * 512;
-}
-
-function lstatOrUndefined(abs: string): Stats | undefined {
-  try {
-    return lstatSync(abs);
-  } catch (e) {
-    if (errnoCode(e) === 'ENOENT') return undefined;
-    throw e;
-  }
 }
 
 async function readAll(data: EntryData, size: number): Promise<Buffer> {
@@ -555,22 +341,6 @@ async function readAll(data: EntryData, size: number): Promise<Buffer> {
   }
   if (got !== size) throw new Error(`an entry has ${got} of its ${size} bytes`);
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, got);
-}
-
-async function writeAllv(fh: Awaited<ReturnType<typeof openAsync>>, bufs: Buffer[]): Promise<void> {
-  let pending = bufs;
-  while (pending.length > 0) {
-    let { bytesWritten } = await fh.writev(pending);
-    const rest: Buffer[] = [];
-    for (const b of pending) {
-      if (bytesWritten >= b.length) bytesWritten -= b.length;
-      else {
-        rest.push(b.subarray(bytesWritten));
-        bytesWritten = 0;
-      }
-    }
-    pending = rest;
-  }
 }
 
 async function drain(data: EntryData): Promise<void> {
@@ -597,20 +367,4 @@ function abortReason(signal: AbortSignal): Error {
 
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    /* already closed */
-  }
-}
-
-function unlinkQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    /* already gone */
-  }
 }

@@ -8,7 +8,7 @@ import { lstatSync, readFileSync, readdirSync, rmdirSync, unlinkSync, type Stats
 import { join } from 'node:path';
 import type { VerbContext, TransferSummary } from './types.js';
 import { openSession, type SyncSession } from './session.js';
-import { scanWorkspace, statLocal, type LocalEntry, type ScanProblem } from '../engine/scan.js';
+import { scanWorkspace, scanWorkspaceBatches, statLocal, type LocalEntry, type ScanProblem } from '../engine/scan.js';
 import { marchSorted } from '../engine/flow.js';
 import { sameStat, stateOf } from '../engine/plan.js';
 import { xxh, hex64, hashBytes } from '../engine/hash.js';
@@ -170,7 +170,7 @@ export async function pushTar(ctx: VerbContext): Promise<TransferSummary> {
  */
 async function uploadTarStream(
   session: SyncSession, ctx: VerbContext, recorder: RunRecorder, report: PackAttempt, key: string,
-  entries: AsyncIterable<LocalEntry> | LocalEntry[], counted: { files: number }, fileHashes: Map<string, string>,
+  entries: AsyncIterable<LocalEntry[]> | LocalEntry[], counted: { files: number }, fileHashes: Map<string, string>,
 ): Promise<TarPart> {
   const packed = packTar(ctx.target.workspace, entries, {
     signal: ctx.signal,
@@ -216,21 +216,31 @@ function parentFolders(path: string): string[] {
 }
 
 /**
- * withFolders yields, before the entries of a key-ordered scan, the folders above them (with their mode and mtime), so
- * the tar holds every folder as GNU tar would write it: a folder's permissions and mtime survive the round trip, not
- * only those of empty ones. The scan yields each subtree contiguously, so the folders open so far form one chain.
+ * withFolders yields, before the entries of a key-ordered scan (in the scan's batches), the folders above them (with
+ * their mode and mtime), so the tar holds every folder as GNU tar would write it: a folder's permissions and mtime
+ * survive the round trip, not only those of empty ones. The scan yields each subtree contiguously, so the folders open
+ * so far form one chain.
  */
-async function* withFolders(root: string, entries: AsyncIterable<LocalEntry>): AsyncGenerator<LocalEntry> {
+async function* withFolders(root: string, batches: AsyncIterable<LocalEntry[]>): AsyncGenerator<LocalEntry[]> {
   const open: string[] = [];
-  for await (const entry of entries) {
-    while (open.length > 0 && !entry.path.startsWith(open[open.length - 1]!)) open.pop();
-    const parents = parentFolders(entry.path);
-    for (let i = open.length; i < parents.length; i++) {
-      open.push(parents[i]!);
-      const folder = folderEntry(root, parents[i]!);
-      if (folder) yield folder;
+  for await (const batch of batches) {
+    const out: LocalEntry[] = [];
+    for (const entry of batch) {
+      // most entries sit in the folder of the one before: nothing to open or close then
+      const folderEnd = entry.path.lastIndexOf('/', entry.path.length - 2) + 1;
+      const innermost = open.length > 0 ? open[open.length - 1]! : '';
+      if (folderEnd !== innermost.length || !entry.path.startsWith(innermost)) {
+        while (open.length > 0 && !entry.path.startsWith(open[open.length - 1]!)) open.pop();
+        const parents = parentFolders(entry.path);
+        for (let i = open.length; i < parents.length; i++) {
+          open.push(parents[i]!);
+          const folder = folderEntry(root, parents[i]!);
+          if (folder) out.push(folder);
+        }
+      }
+      out.push(entry);
     }
-    yield entry;
+    yield out;
   }
 }
 
@@ -240,17 +250,21 @@ async function pushFull(
   const root = ctx.target.workspace;
   const updates: StateUpdates = new Map();
   const counted = { files: 0 };
-  async function* entries(): AsyncGenerator<LocalEntry> {
-    for await (const e of scanWorkspace(root, session.rules, report.onProblem)) {
-      if (leftOut.has(e.path)) continue;
-      updates.set(e.path, stateOf(e, ''));
-      counted.files++;
-      yield e;
+  async function* entries(): AsyncGenerator<LocalEntry[]> {
+    for await (const batch of scanWorkspaceBatches(root, session.rules, report.onProblem)) {
+      const kept: LocalEntry[] = [];
+      for (const e of batch) {
+        if (leftOut.has(e.path)) continue;
+        updates.set(e.path, stateOf(e, ''));
+        counted.files++;
+        kept.push(e);
+      }
+      yield kept;
     }
   }
   const key = tarObjectKey(ctx.target.dest);
   if (ctx.dryRun) {
-    for await (const e of entries()) recorder.planned('upload', e.path, e.size);
+    for await (const batch of entries()) for (const e of batch) recorder.planned('upload', e.path, e.size);
     return undefined;
   }
   recorder.planned('upload', key);
@@ -371,7 +385,10 @@ function checkDeletedPaths(parts: TarPart[]): void {
   }
 }
 
-/** pullTar restores the snapshot: base then layers, each streamed through the safe extractor (temp + rename per file). */
+/**
+ * pullTar restores the snapshot: base then layers, each streamed through the safe extractor (new folders built under a
+ * temp name and renamed into place whole, files into existing folders by temp + rename).
+ */
 export async function pullTar(ctx: VerbContext): Promise<TransferSummary> {
   const session = await openSession(ctx.target, ctx.progress, {
     verb: 'pull', createWorkspace: true, createBucket: false, lock: true, force: ctx.force, useState: false,
@@ -456,7 +473,11 @@ export async function pullTar(ctx: VerbContext): Promise<TransferSummary> {
 async function stateOfPulled(root: string, rules: ExcludeRules, held: ReadonlyMap<string, ExtractedEntry>): Promise<StateUpdates> {
   const updates: StateUpdates = new Map();
   const emptyHash = await hashBytes('');
+  // a folder the snapshot put something in is not empty: no need to look (a folder's key ends in '/')
+  const filled = new Set<string>();
+  for (const path of held.keys()) filled.add(path.slice(0, path.lastIndexOf('/', path.length - 2) + 1));
   for (const [path, pulled] of held) {
+    if (pulled.type === 'dir' && filled.has(path)) continue;
     const entry = statLocal(root, path);
     if (!entry || entry.type !== pulled.type) continue; // gone, or replaced by another type meanwhile
     if (entry.type === 'dir' && !isEmptyFolder(root, rules, path)) continue;

@@ -1,6 +1,7 @@
 // packTar when the tree moves under it: changed files fail the stream (never a lying header), vanished ones are skipped.
 import { afterAll, describe, expect, it } from 'vitest';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { SwmError } from '../../src/errors.js';
@@ -102,6 +103,20 @@ describe('packTar skips what vanished', () => {
     const result = await extractTar(Readable.from([archive]), out);
     expect(result.entries.map((e) => e.path)).toEqual(['a.txt', 'z.txt']);
     expect(readFileSync(join(out, 'z.txt'), 'utf8')).toBe('z');
+  });
+
+  it('skips a small file replaced by a FIFO or a folder since the scan, without blocking on the FIFO', async () => {
+    const root = freshTree({ 'a.txt': 'a', 'dir.txt': 'd', 'fifo.txt': 'f', 'z.txt': 'z' });
+    const entries = scanEntries(root);
+    unlinkSync(join(root, 'fifo.txt'));
+    execFileSync('mkfifo', [join(root, 'fifo.txt')]);
+    unlinkSync(join(root, 'dir.txt'));
+    mkdirSync(join(root, 'dir.txt'));
+    const vanished: string[] = [];
+    const archive = await streamToBuffer(packTar(root, entries, { onVanished: (p) => vanished.push(p) }));
+    expect(vanished).toEqual(['dir.txt', 'fifo.txt']);
+    const result = await extractTar(Readable.from([archive]), join(tmp, `out-${caseNo++}`));
+    expect(result.entries.map((e) => e.path)).toEqual(['a.txt', 'z.txt']);
   });
 
   it('reads a symlink target from disk when the entry has none, and skips a symlink that vanished', async () => {

@@ -81,6 +81,18 @@ describe('packTar → extractTar', () => {
     expectSameTree(readTree(dest), readTree(src), { mtimeToleranceMs: 0.002 });
   });
 
+  it('packs entries given in batches (arrays, as the scan yields them) into the same bytes as one by one', async () => {
+    async function* batches(): AsyncGenerator<TarSourceEntry[]> {
+      for (let i = 0; i < entries.length; i += 37) yield entries.slice(i, i + 37);
+      yield [];
+    }
+    const batched = await streamToBuffer(packTar(src, batches()));
+    expect(batched.equals(await streamToBuffer(packTar(src, entries)))).toBe(true);
+    const dest = join(tmp, 'out-batches');
+    await extractTar(Readable.from([batched]), dest);
+    expectSameTree(readTree(dest), readTree(src), { mtimeToleranceMs: 0.002 });
+  });
+
   it('stays within its read-ahead budget while nobody reads the stream', async () => {
     const many = makeTempDir('budget');
     const big: TarSourceEntry[] = [];
