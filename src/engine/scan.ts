@@ -42,14 +42,16 @@ export function entryFromStats(root: string, rel: string, st: Stats): LocalEntry
 
 /** statLocal lstat()s one workspace-relative path (a trailing '/' means a folder); undefined when missing. */
 export function statLocal(root: string, rel: string): LocalEntry | undefined {
-  let st: Stats;
+  let st: Stats | undefined;
   try {
-    st = lstatSync(join(root, rel.endsWith('/') ? rel.slice(0, -1) : rel));
+    // a missing path is the common answer (pull checks every new file's place twice): no error object for it
+    st = lstatSync(join(root, rel.endsWith('/') ? rel.slice(0, -1) : rel), { throwIfNoEntry: false });
   } catch (e) {
     const code = errnoCode(e);
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     throw e;
   }
+  if (!st) return undefined;
   const entry = entryFromStats(root, rel.endsWith('/') ? rel.slice(0, -1) : rel, st);
   if (!entry) return undefined;
   // asked for a folder but found a file (or the reverse): report what is there under its own name

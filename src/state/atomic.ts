@@ -5,9 +5,16 @@ import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { TEMP_INFIX } from './paths.js';
 
-/** tempPathFor gives a hidden temp name in the same folder as target, so the final rename is atomic. */
+/**
+ * tempSerial numbers this process's temp names: random once, then counted, so that two processes' names differ without
+ * random bytes per name (a pull of many small files takes one per file, and each costs a getpid() in OpenSSL).
+ */
+let tempSerial = randomBytes(4).readUInt32BE(0);
+
+/** tempPathFor gives a hidden temp name (`.name.swm-tmp-<8 hex>`) in the same folder as target, so the final rename is atomic. */
 export function tempPathFor(target: string): string {
-  return join(dirname(target), `.${basename(target)}${TEMP_INFIX}${randomBytes(4).toString('hex')}`);
+  tempSerial = (tempSerial + 1) >>> 0;
+  return join(dirname(target), `.${basename(target)}${TEMP_INFIX}${tempSerial.toString(16).padStart(8, '0')}`);
 }
 
 /** writeFileAtomic replaces target with data in one rename; readers see old or new, never partial. */

@@ -1,4 +1,4 @@
-// Direct S3 requests (single-object PUT, GET, HEAD, UploadPart, and ListObjectsV2 pages) on node:http with SigV4: the fast path under s3.ts; anything but a 2xx answer goes back to the SDK.
+// Direct S3 requests (single-object PUT, GET, HEAD, UploadPart, and ListObjectsV2 pages) on node:http (GETs over plain http: on http-get.ts) with SigV4: the fast path under s3.ts; anything but a 2xx answer goes back to the SDK.
 //
 // Why: a 4 KiB PutObject or GetObject through @aws-sdk/client-s3 costs ~2 ms of CPU in the client (middleware stack,
 // endpoint rules, schema serde, signing); the same request signed with @smithy/signature-v4 and sent on node:http costs
@@ -17,6 +17,8 @@ import { request as httpRequest, type Agent as HttpAgent, type IncomingHttpHeade
 import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
+import type { Readable } from 'node:stream';
+import { KeepAliveGetClient } from './http-get.js';
 import { ListXmlError, parseListObjectsV2, type ListPage } from './s3-list-xml.js';
 
 /** EMPTY_SHA256 is the payload hash of a request without a body. */
@@ -29,6 +31,13 @@ export interface DirectAnswer {
   status: number;
   headers: IncomingHttpHeaders;
   body: IncomingMessage;
+}
+
+/** DirectGetAnswer is a 2xx answer to a GET: its status, headers and body stream, not yet read. */
+export interface DirectGetAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Readable;
 }
 
 /** Sha256 adapts node:crypto to the hash constructor @smithy/signature-v4 expects (plain or keyed). */
@@ -89,6 +98,8 @@ interface Target {
   /** the path up to the key: "/" (virtual-hosted) or "/bucket/" (path style). */
   basePath: string;
   signer: SignatureV4;
+  /** what GetSigner needs: the signing region and service, and the client's credential provider. */
+  signing: { region: string; service: string; credentials: CredentialSource };
 }
 
 /** DirectObjectRequests sends single-object requests for one bucket, sharing the SDK client's config and sockets. */
@@ -97,6 +108,10 @@ export class DirectObjectRequests {
   private disabled = false;
   /** set when a complete listing answer could not be read: this server's XML is left to the SDK from then on. */
   private listingDisabled = false;
+  private getSigner: GetSigner | undefined;
+  /** GETs on plain http go through http-get.ts (far less CPU than node:http); undefined until the first, or once the server answered in a way it cannot read. */
+  private plainGets: KeepAliveGetClient | undefined;
+  private plainGetsUnsupported = false;
 
   constructor(
     private readonly client: S3Client,
@@ -120,9 +135,78 @@ export class DirectObjectRequests {
     return this.send('PUT', key, { partNumber: String(partNumber), uploadId }, { 'content-length': String(body.length) }, body, signal);
   }
 
-  /** get starts a GET (of a byte range when given, as "bytes=a-b"); the caller reads the body. undefined: use the SDK. */
-  async get(key: string, range?: string, signal?: AbortSignal): Promise<DirectAnswer | undefined> {
-    return this.send('GET', key, {}, range ? { range } : {}, undefined, signal);
+  /**
+   * get starts a GET (of a byte range when given, as "bytes=a-b"); the caller reads the body. undefined: use the SDK.
+   * The hot path of a pull of many small files, so leaner than send(): signed by GetSigner (one SHA-256 and one HMAC,
+   * the signing key kept per day) and, on plain http, sent by http-get.ts's keep-alive client instead of node:http (over
+   * TLS, and for a server that client cannot read, by node:http with the headers as a ready list). Same contract as
+   * every request here: anything but a 2xx answer goes to the SDK.
+   */
+  async get(key: string, range?: string, signal?: AbortSignal): Promise<DirectGetAnswer | undefined> {
+    if (this.disabled) return undefined;
+    const target = await this.resolveTarget();
+    if (!target) {
+      this.disabled = true;
+      return undefined;
+    }
+    signal?.throwIfAborted();
+    const path = target.basePath + encodeKey(key);
+    let headers: string[];
+    try {
+      headers = await (this.getSigner ??= new GetSigner(target)).sign(path, range);
+    } catch {
+      return undefined; // e.g. credentials that cannot be loaded: the SDK reports that properly
+    }
+    if (target.protocol === 'http:' && !this.plainGetsUnsupported) {
+      this.plainGets ??= new KeepAliveGetClient(target.hostname, target.port ? Number(target.port) : 80, { idleTimeoutMs: this.idleTimeoutMs, maxSockets: this.agents.http.maxSockets });
+      const outcome = await this.plainGets.get(path, headers, signal);
+      if (outcome.kind === 'answer') {
+        const { status, body } = outcome;
+        if (body && status >= 200 && status < 300) return { status, headers: outcome.headers, body };
+        if (!LEAVE_TO_SDK.has(status) && status < 500) this.disabled = true;
+        return undefined;
+      }
+      if (outcome.kind === 'failed') {
+        signal?.throwIfAborted();
+        return undefined;
+      }
+      // a server whose answers that client does not read (chunked bodies, HTTP/1.0): node:http from now on, this one included
+      this.plainGetsUnsupported = true;
+      this.plainGets.close();
+    }
+    const answer = await new Promise<DirectGetAnswer | 'failed'>((resolve) => {
+      const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+      const req = send(
+        {
+          method: 'GET',
+          hostname: target.hostname,
+          port: target.port || undefined,
+          path,
+          headers,
+          agent: target.protocol === 'https:' ? this.agents.https : this.agents.http,
+          timeout: this.idleTimeoutMs,
+          ...(signal ? { signal } : {}),
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) {
+            resolve({ status, headers: res.headers, body: res });
+            return;
+          }
+          if (!LEAVE_TO_SDK.has(status) && status < 500) this.disabled = true;
+          res.resume();
+          resolve('failed');
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('idle timeout')));
+      req.on('error', () => resolve('failed'));
+      req.end();
+    });
+    if (answer === 'failed') {
+      signal?.throwIfAborted();
+      return undefined;
+    }
+    return answer;
   }
 
   /** head asks for an object's headers; undefined when the SDK must do it (a missing object included). */
@@ -152,6 +236,11 @@ export class DirectObjectRequests {
     }
   }
 
+  /** close drops the kept-alive connections of the GET client (node:http's are the agents', closed by s3.ts). */
+  close(): void {
+    this.plainGets?.close();
+  }
+
   private resolveTarget(): Promise<Target | undefined> {
     return (this.target ??= (async () => {
       const config = this.client.config;
@@ -178,7 +267,8 @@ export class DirectObjectRequests {
           applyChecksum: false,
         });
         const basePath = url.pathname.endsWith('/') ? url.pathname : `${url.pathname}/`;
-        return { protocol: url.protocol, hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: url.port, host: url.host, basePath, signer };
+        const signing = { region: scheme.signingRegion, service: scheme.signingName ?? 's3', credentials: config.credentials as CredentialSource };
+        return { protocol: url.protocol, hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: url.port, host: url.host, basePath, signer, signing };
       } catch {
         return undefined;
       }
@@ -256,4 +346,75 @@ export class DirectObjectRequests {
     }
     return answer;
   }
+}
+
+/** CredentialSource is the SDK client's credentials setting as resolved: a provider (memoized, refreshing) or fixed values. */
+type CredentialSource = AwsCredentials | ((options?: unknown) => Promise<AwsCredentials>);
+
+interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+/**
+ * GetSigner signs bodiless GETs with SigV4 as @smithy/signature-v4 does for the same request (test/storage/s3-sign.test.ts
+ * holds it to that), at a fraction of its CPU: the SDK's signer spends ~100 µs per request on HMACs (one to name its
+ * signing-key cache entry, every time), header copies and regexes. Signed headers: host, range when given,
+ * x-amz-content-sha256, x-amz-date and x-amz-security-token when the credentials carry one — in that (sorted) order.
+ * The result is the request's header list, as node:http takes it: [name, value, name, value, …].
+ */
+export class GetSigner {
+  private signingKey: { secret: string; day: string; key: Buffer } | undefined;
+  private clock = { second: -1, longDate: '' };
+
+  constructor(private readonly target: { host: string; signing: { region: string; service: string; credentials: CredentialSource } }) {}
+
+  /** sign returns the headers of GET `path` (already URI-encoded, no query), of `range` when given, at `now`. */
+  async sign(path: string, range?: string, now = Date.now()): Promise<string[]> {
+    const { credentials: source, region, service } = this.target.signing;
+    const credentials = typeof source === 'function' ? await source() : source;
+    if (!credentials?.accessKeyId || !credentials.secretAccessKey) throw new Error('no credentials');
+    const longDate = this.longDate(now);
+    const day = longDate.slice(0, 8);
+    const scope = `${day}/${region}/${service}/aws4_request`;
+    const host = this.target.host;
+    const token = credentials.sessionToken;
+    const rangeValue = range === undefined ? undefined : canonicalValue(range);
+    const signedHeaders = `host;${rangeValue === undefined ? '' : 'range;'}x-amz-content-sha256;x-amz-date${token ? ';x-amz-security-token' : ''}`;
+    const canonicalRequest =
+      `GET\n${path}\n\nhost:${canonicalValue(host)}\n${rangeValue === undefined ? '' : `range:${rangeValue}\n`}` +
+      `x-amz-content-sha256:${EMPTY_SHA256}\nx-amz-date:${longDate}\n${token ? `x-amz-security-token:${canonicalValue(token)}\n` : ''}` +
+      `\n${signedHeaders}\n${EMPTY_SHA256}`;
+    const stringToSign = `AWS4-HMAC-SHA256\n${longDate}\n${scope}\n${createHash('sha256').update(canonicalRequest).digest('hex')}`;
+    const signature = createHmac('sha256', this.keyFor(credentials.secretAccessKey, day, region, service)).update(stringToSign).digest('hex');
+    const headers = ['host', host];
+    if (range !== undefined) headers.push('range', range);
+    headers.push('x-amz-content-sha256', EMPTY_SHA256, 'x-amz-date', longDate);
+    if (token) headers.push('x-amz-security-token', token);
+    headers.push('authorization', `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`);
+    return headers;
+  }
+
+  /** longDate is SigV4's timestamp (20240102T030405Z), formatted once per second. */
+  private longDate(now: number): string {
+    const second = Math.floor(now / 1000);
+    if (second !== this.clock.second) this.clock = { second, longDate: new Date(second * 1000).toISOString().replace(/[-:]|\.\d{3}/g, '') };
+    return this.clock.longDate;
+  }
+
+  /** keyFor derives the day's signing key (four HMACs) once per secret and day. */
+  private keyFor(secret: string, day: string, region: string, service: string): Buffer {
+    const cached = this.signingKey;
+    if (cached && cached.secret === secret && cached.day === day) return cached.key;
+    let key: Buffer = createHmac('sha256', `AWS4${secret}`).update(day).digest();
+    for (const part of [region, service, 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
+    this.signingKey = { secret, day, key };
+    return key;
+  }
+}
+
+/** canonicalValue is a header value as SigV4 canonicalises it: line breaks and runs of blanks as one space, trimmed. */
+function canonicalValue(value: string): string {
+  return /[\r\n\t]|  |^ | $/.test(value) ? value.replace(/[\r\n]/g, ' ').replace(/[ \t]+/g, ' ').replace(/^ | $/g, '') : value;
 }

@@ -641,6 +641,7 @@ class S3Storage implements Storage {
   }
 
   async close(): Promise<void> {
+    this.direct?.close();
     this.client.destroy();
     this.agents.http.destroy();
     this.agents.https.destroy();
@@ -697,7 +698,7 @@ export function partSizeFor(size: number): number {
 }
 
 /** infoFromHeaders reads an object's info from a direct GET or HEAD answer, as the SDK's GetObject/HeadObject output would give it. */
-function infoFromHeaders(key: string, answer: DirectAnswer): ObjectInfo {
+function infoFromHeaders(key: string, answer: Pick<DirectAnswer, 'headers'>): ObjectInfo {
   const h = answer.headers;
   const total = typeof h['content-range'] === 'string' ? Number(/\/(\d+)$/.exec(h['content-range'])?.[1]) : undefined;
   const length = Number(h['content-length'] ?? 0);
