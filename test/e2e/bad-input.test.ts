@@ -1,24 +1,12 @@
 // End-to-end bad input through the built CLI (SPEC §8): each mistake gives one clear `swm:` line, the right exit code and no stack trace.
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, inject, it, vi } from 'vitest';
 import { BACKENDS, expectOneLineError, NOBODY, pathsOf, summaryOf, useBackend, useScratch, writeTree, expectCode } from '../support/e2e.js';
+import { freeLoopbackPort } from '../support/ports.js';
 
 // each CLI run is bounded by runSwm's own timeout (60 s); a test runs several, on a machine that may be busy
 vi.setConfig({ testTimeout: 240_000 });
-
-/** closedPort finds a loopback port nobody listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 describe('bad input', () => {
   const scratch = useScratch();
@@ -68,7 +56,7 @@ describe('bad input', () => {
     const s = scratch();
     const ws = s.dir('ws');
     writeTree(ws, { 'x.txt': 'x\n' });
-    const port = await closedPort();
+    const port = await freeLoopbackPort();
     const started = Date.now();
     const run = await s.swm(['sync', 'push', 'demo', ws, '-b', `s3:${inject('s3').bucket}`], { env: { ...s3Env(), AWS_ENDPOINT_URL: `http://127.0.0.1:${port}` } });
     expectOneLineError(run, 1, new RegExp(`cannot reach endpoint http://127\\.0\\.0\\.1:${port}.*ECONNREFUSED`));

@@ -5,13 +5,14 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { expect, inject } from 'vitest';
 import { compareKeys } from '../../src/keys.js';
 import { REPO_ROOT, SWM_MAIN, readTree, type TreeEntry } from '../support/e2e.js';
+import { freeLoopbackPort } from '../support/ports.js';
 
 export { ensureBuilt, writeTree, readTree, BASE_MTIME, type TreeSpec } from '../support/e2e.js';
 
@@ -325,16 +326,6 @@ export class S3Reader {
   }
 }
 
-const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const srv = createNetServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-
 /** PrivateMinio is a MinIO started with credentials of the test's choosing (e.g. a canary secret). */
 export interface PrivateMinio extends S3Coordinates {
   stop(): Promise<void>;
@@ -343,7 +334,7 @@ export interface PrivateMinio extends S3Coordinates {
 /** startPrivateMinio starts the pinned MinIO (built by the global setup into .cache/bin) with the given root secret. */
 export async function startPrivateMinio(secretAccessKey: string): Promise<PrivateMinio> {
   const dataDir = mkdtempSync(join(tmpdir(), 'swm-s3-rel-'));
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const endpoint = `http://127.0.0.1:${port}`;
   const accessKeyId = `rel${randomBytes(4).toString('hex')}`;
   const child = spawn(join(REPO_ROOT, '.cache/bin/minio'), ['server', '--quiet', '--address', `127.0.0.1:${port}`, join(dataDir, 'data')], {

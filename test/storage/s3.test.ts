@@ -1,12 +1,12 @@
 // The S3 backend against the test MinIO server: the conformance suite plus error mapping, addressing and region defaults.
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { CreateBucketCommand, DeleteBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { SwmError } from '../../src/errors.js';
 import { compareKeys } from '../../src/keys.js';
 import { createS3Storage, describeS3Error, isLocalHost, MAX_PARTS, partSizeFor, type S3Spec } from '../../src/storage/s3.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
+import { freeLoopbackPort } from '../support/ports.js';
 import { defineStorageConformance, listAll } from './conformance.js';
 
 const s3 = inject('s3');
@@ -21,18 +21,6 @@ async function freshBucket(): Promise<string> {
   const name = `swm-storage-${randomBytes(4).toString('hex')}`;
   await admin.send(new CreateBucketCommand({ Bucket: name }));
   return name;
-}
-
-/** closedPort finds a loopback port nobody listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 async function errorOf(p: Promise<unknown>): Promise<SwmError> {
@@ -267,7 +255,7 @@ describe('s3 storage', () => {
   });
 
   it('fails fast with one line when the endpoint is unreachable', async () => {
-    const port = await closedPort();
+    const port = await freeLoopbackPort();
     const storage = createS3Storage(specFor(bucket, { endpoint: `http://127.0.0.1:${port}` }), { credentials });
     const started = Date.now();
     const err = await errorOf(storage.check());

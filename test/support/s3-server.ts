@@ -1,8 +1,8 @@
 // Test helper: starts a throwaway local MinIO S3 server (built by scripts/build-s3-server) on a free loopback port.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { freeLoopbackPort } from './ports.js';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,18 +41,6 @@ function ensureBuilt(): void {
   if (!/already built/.test(out)) process.stderr.write(out);
   if (!existsSync(binary)) throw new Error(`build-s3-server did not produce ${binary}`);
   built = true;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (addr && typeof addr === 'object' ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -159,7 +147,7 @@ export async function startS3Server(opts: { bucket?: string } = {}): Promise<S3S
   let lastError: unknown;
   // A port found free can be grabbed by someone else before MinIO binds it: retry.
   for (let attempt = 1; attempt <= 3; attempt++) {
-    const port = await freePort();
+    const port = await freeLoopbackPort();
     const endpoint = `http://127.0.0.1:${port}`;
     const [cmd, ...pre] = [...launcher(), binary];
     const args = [
