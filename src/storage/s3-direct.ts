@@ -41,7 +41,7 @@ export interface DirectGetAnswer {
 }
 
 /** Sha256 adapts node:crypto to the hash constructor @smithy/signature-v4 expects (plain or keyed). */
-class Sha256 {
+export class Sha256 {
   private readonly hash;
   constructor(secret?: SourceData) {
     this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', bytesOf(secret));
@@ -54,7 +54,7 @@ class Sha256 {
   }
 }
 
-type SourceData = string | ArrayBuffer | ArrayBufferView;
+export type SourceData = string | ArrayBuffer | ArrayBufferView;
 
 function bytesOf(data: SourceData): string | Uint8Array {
   if (typeof data === 'string') return data;
@@ -174,34 +174,7 @@ export class DirectObjectRequests {
       this.plainGetsUnsupported = true;
       this.plainGets.close();
     }
-    const answer = await new Promise<DirectGetAnswer | 'failed'>((resolve) => {
-      const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-      const req = send(
-        {
-          method: 'GET',
-          hostname: target.hostname,
-          port: target.port || undefined,
-          path,
-          headers,
-          agent: target.protocol === 'https:' ? this.agents.https : this.agents.http,
-          timeout: this.idleTimeoutMs,
-          ...(signal ? { signal } : {}),
-        },
-        (res) => {
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) {
-            resolve({ status, headers: res.headers, body: res });
-            return;
-          }
-          if (!LEAVE_TO_SDK.has(status) && status < 500) this.disabled = true;
-          res.resume();
-          resolve('failed');
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error('idle timeout')));
-      req.on('error', () => resolve('failed'));
-      req.end();
-    });
+    const answer = await this.sendOnNodeHttp(target, 'GET', path, headers, undefined, signal);
     if (answer === 'failed') {
       signal?.throwIfAborted();
       return undefined;
@@ -239,6 +212,45 @@ export class DirectObjectRequests {
   /** close drops the kept-alive connections of the GET client (node:http's are the agents', closed by s3.ts). */
   close(): void {
     this.plainGets?.close();
+  }
+
+  /**
+   * sendOnNodeHttp sends one signed request on node:http(s) with the shared agents: a 2xx answer (its body still to be
+   * read, or already drained for a method without one), or 'failed' (an error status — a refusal switches the direct
+   * path off — or a network error or idle timeout).
+   */
+  private sendOnNodeHttp(
+    target: Target, method: string, path: string, headers: Record<string, string> | string[], body: Buffer | undefined, signal: AbortSignal | undefined,
+  ): Promise<DirectAnswer | 'failed'> {
+    return new Promise((resolve) => {
+      const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+      const req = send(
+        {
+          method,
+          hostname: target.hostname,
+          port: target.port || undefined,
+          path,
+          headers,
+          agent: target.protocol === 'https:' ? this.agents.https : this.agents.http,
+          timeout: this.idleTimeoutMs,
+          ...(signal ? { signal } : {}),
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) {
+            if (method !== 'GET') res.resume(); // no body to read: free the socket for the next request
+            resolve({ status, headers: res.headers, body: res });
+            return;
+          }
+          if (!LEAVE_TO_SDK.has(status) && status < 500) this.disabled = true;
+          res.resume();
+          resolve('failed');
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('idle timeout')));
+      req.on('error', () => resolve('failed'));
+      req.end(body);
+    });
   }
 
   private resolveTarget(): Promise<Target | undefined> {
@@ -311,35 +323,7 @@ export class DirectObjectRequests {
     } catch {
       return undefined; // e.g. credentials that cannot be loaded: the SDK reports that properly
     }
-    const answer = await new Promise<DirectAnswer | 'failed'>((resolve) => {
-      const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-      const req = send(
-        {
-          method,
-          hostname: target.hostname,
-          port: target.port || undefined,
-          path: search ? `${path}?${search}` : path,
-          headers: signed.headers,
-          agent: target.protocol === 'https:' ? this.agents.https : this.agents.http,
-          timeout: this.idleTimeoutMs,
-          ...(signal ? { signal } : {}),
-        },
-        (res) => {
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) {
-            if (method !== 'GET') res.resume(); // no body to read: free the socket for the next request
-            resolve({ status, headers: res.headers, body: res });
-            return;
-          }
-          if (!LEAVE_TO_SDK.has(status) && status < 500) this.disabled = true;
-          res.resume();
-          resolve('failed');
-        },
-      );
-      req.on('timeout', () => req.destroy(new Error('idle timeout')));
-      req.on('error', () => resolve('failed'));
-      req.end(body);
-    });
+    const answer = await this.sendOnNodeHttp(target, method, search ? `${path}?${search}` : path, signed.headers, body, signal);
     if (answer === 'failed') {
       signal?.throwIfAborted();
       return undefined;
