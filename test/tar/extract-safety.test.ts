@@ -4,30 +4,13 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSy
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { pack as tarPack, type Header } from 'tar-stream';
 import { SwmError } from '../../src/errors.js';
 import { extractTar, unsafeSymlinkTarget } from '../../src/tar/extract.js';
 import { packTar } from '../../src/tar/pack.js';
-import { contentFor, listAll, makeTempDir, scanEntries, streamToBuffer } from './tree-fixture.js';
+import { contentFor, craftTar, listAll, makeTempDir, scanEntries, streamToBuffer, type CraftedEntry } from './tree-fixture.js';
 
 const tmp = makeTempDir('safety');
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-type Spec = { header: Partial<Header> & { name: string }; data?: string | Buffer };
-
-/** craft builds an archive with tar-stream directly, so it can hold anything. */
-async function craft(specs: Spec[]): Promise<Buffer> {
-  const p = tarPack();
-  const out = streamToBuffer(Readable.from(p as unknown as AsyncIterable<Buffer>));
-  for (const s of specs) {
-    await new Promise<void>((resolve, reject) => {
-      if (s.data !== undefined) p.entry({ mode: 0o644, ...s.header }, s.data, (e) => (e ? reject(e) : resolve()));
-      else p.entry({ mode: 0o644, ...s.header }, (e) => (e ? reject(e) : resolve()));
-    });
-  }
-  p.finalize();
-  return out;
-}
 
 let caseNo = 0;
 /** freshCase gives `<case>/root` to extract into; `<case>` must end up holding only `root` (and what the test put there). */
@@ -54,7 +37,7 @@ function noTempFiles(root: string): void {
 }
 
 describe('extractTar refuses entries that would escape the root', () => {
-  const cases: Array<{ title: string; specs: Spec[]; bad: string; reason: RegExp }> = [
+  const cases: Array<{ title: string; specs: CraftedEntry[]; bad: string; reason: RegExp }> = [
     { title: 'a "../x" name', specs: [{ header: { name: '../x' }, data: 'evil' }], bad: '../x', reason: /\.\./ },
     { title: 'an absolute name', specs: [{ header: { name: '/abs/x' }, data: 'evil' }], bad: '/abs/x', reason: /absolute/ },
     { title: 'a name climbing out through a folder', specs: [{ header: { name: 'a/../../x' }, data: 'evil' }], bad: 'a/../../x', reason: /\.\./ },
@@ -97,7 +80,7 @@ describe('extractTar refuses entries that would escape the root', () => {
   for (const c of cases) {
     it(`refuses ${c.title}`, async () => {
       const { box, root } = freshCase();
-      const err = await expectRefused(await craft(c.specs), root, c.bad);
+      const err = await expectRefused(await craftTar(c.specs), root, c.bad);
       expect(err.message).toMatch(c.reason);
       expect(readdirSync(box)).toEqual(['root']);
       expect(existsSync(join(box, 'x'))).toBe(false);
@@ -107,7 +90,7 @@ describe('extractTar refuses entries that would escape the root', () => {
 
   it('refuses to write through a symlink the archive created, even one pointing inside', async () => {
     const { box, root } = freshCase();
-    const archive = await craft([
+    const archive = await craftTar([
       { header: { name: 'sub', type: 'directory' } },
       { header: { name: 'l', type: 'symlink', linkname: 'sub' } },
       { header: { name: 'l/x' }, data: 'through the link' },
@@ -123,7 +106,7 @@ describe('extractTar refuses entries that would escape the root', () => {
     const { box, root } = freshCase();
     mkdirSync(join(box, 'outside'));
     symlinkSync(join(box, 'outside'), join(root, 'data'));
-    const err = await expectRefused(await craft([{ header: { name: 'data/x' }, data: 'evil' }]), root, 'data/x');
+    const err = await expectRefused(await craftTar([{ header: { name: 'data/x' }, data: 'evil' }]), root, 'data/x');
     expect(err.message).toMatch(/symlink/);
     expect(readdirSync(join(box, 'outside'))).toEqual([]);
   });
@@ -131,7 +114,7 @@ describe('extractTar refuses entries that would escape the root', () => {
   it('keeps the files extracted before a bad entry whole, and leaves no temp file', async () => {
     const { box, root } = freshCase();
     const big = contentFor(7, 2 * 1024 * 1024 + 5);
-    const archive = await craft([
+    const archive = await craftTar([
       { header: { name: 'good/small.txt' }, data: 'small and complete' },
       { header: { name: 'good/big.bin' }, data: big },
       { header: { name: '../escape' }, data: 'evil' },
@@ -149,7 +132,7 @@ describe('extractTar refuses entries that would escape the root', () => {
 describe('extractTar strips dangerous bits and accepts safe links', () => {
   it('extracts a setuid/setgid/sticky file without those bits', async () => {
     const { root } = freshCase();
-    const archive = await craft([
+    const archive = await craftTar([
       { header: { name: 'suid', mode: 0o4755 }, data: '#!/bin/sh\n' },
       { header: { name: 'sgid-dir', type: 'directory', mode: 0o3775 } },
     ]);
@@ -161,7 +144,7 @@ describe('extractTar strips dangerous bits and accepts safe links', () => {
 
   it('accepts relative symlinks that stay inside, whatever their depth', async () => {
     const { root } = freshCase();
-    const archive = await craft([
+    const archive = await craftTar([
       { header: { name: 'a/b', type: 'directory' } },
       { header: { name: 'a/b/up2', type: 'symlink', linkname: '../../top.txt' } },
       { header: { name: 'a/dot', type: 'symlink', linkname: './b/./x' } },
@@ -176,7 +159,7 @@ describe('extractTar strips dangerous bits and accepts safe links', () => {
     const { root } = freshCase();
     writeFileSync(join(root, 'was-file'), 'old');
     symlinkSync('/etc', join(root, 'was-link'));
-    await extractTar(Readable.from([await craft([
+    await extractTar(Readable.from([await craftTar([
       { header: { name: 'was-file', type: 'directory' } },
       { header: { name: 'was-link', type: 'directory' } },
       { header: { name: 'was-link/inside' }, data: 'safe' },
@@ -185,7 +168,7 @@ describe('extractTar strips dangerous bits and accepts safe links', () => {
     expect(lstatSync(join(root, 'was-link')).isDirectory()).toBe(true);
     expect(readFileSync(join(root, 'was-link/inside'), 'utf8')).toBe('safe');
 
-    const err = await expectRefused(await craft([{ header: { name: 'was-link' }, data: 'x' }]), root, 'was-link');
+    const err = await expectRefused(await craftTar([{ header: { name: 'was-link' }, data: 'x' }]), root, 'was-link');
     expect(err.message).toMatch(/folder/);
     expect(readFileSync(join(root, 'was-link/inside'), 'utf8')).toBe('safe');
     noTempFiles(root);
@@ -239,7 +222,7 @@ describe('extractTar on damaged streams', () => {
   });
 
   it('fails on an archive cut after a pax header, before its entry', async () => {
-    const archive = await craft([{ header: { name: 'a.txt' }, data: 'a' }, { header: { name: 'n'.repeat(150) }, data: 'b' }]);
+    const archive = await craftTar([{ header: { name: 'a.txt' }, data: 'a' }, { header: { name: 'n'.repeat(150) }, data: 'b' }]);
     // entry 1: header + 1 data block; entry 2: pax header block + pax data block + header + data
     const { root } = freshCase();
     await expectCorrupt(archive.subarray(0, 1024 + 1024), root);

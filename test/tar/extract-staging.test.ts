@@ -5,31 +5,13 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
-import { pack as tarPack, type Header } from 'tar-stream';
 import { SwmError } from '../../src/errors.js';
 import { extractTar, TarEntryHashMismatch } from '../../src/tar/extract.js';
 import { removeStaleWorkspaceTemps } from '../../src/state/stale-temps.js';
-import { contentFor, listAll, makeTempDir, streamToBuffer } from './tree-fixture.js';
+import { contentFor, craftTar, listAll, makeTempDir } from './tree-fixture.js';
 
 const tmp = makeTempDir('staging');
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-type Spec = { header: Partial<Header> & { name: string }; data?: string | Buffer };
-
-/** craft builds an archive with tar-stream directly; `open` leaves off the end-of-archive block, so another can follow. */
-async function craft(specs: Spec[], open = false): Promise<Buffer> {
-  const p = tarPack();
-  const out = streamToBuffer(Readable.from(p as unknown as AsyncIterable<Buffer>));
-  for (const s of specs) {
-    await new Promise<void>((resolve, reject) => {
-      if (s.data !== undefined) p.entry({ mode: 0o644, ...s.header }, s.data, (e) => (e ? reject(e) : resolve()));
-      else p.entry({ mode: 0o644, ...s.header }, (e) => (e ? reject(e) : resolve()));
-    });
-  }
-  p.finalize();
-  const whole = await out;
-  return open ? whole.subarray(0, whole.length - 1024) : whole;
-}
 
 let caseNo = 0;
 function freshCase(): { box: string; root: string } {
@@ -56,12 +38,12 @@ async function waitFor(what: string, check: () => boolean): Promise<void> {
 describe('extractTar builds a new folder under a temp name', () => {
   it('keeps it out of its place until the archive moves past it, then renames it there whole', async () => {
     const { root } = freshCase();
-    const first = await craft([
+    const first = await craftTar([
       { header: { name: 'new', type: 'directory', mode: 0o750 } },
       { header: { name: 'new/a.txt' }, data: 'a' },
       { header: { name: 'new/sub/b.txt', mode: 0o600 }, data: 'b' },
     ], true);
-    const rest = await craft([
+    const rest = await craftTar([
       { header: { name: 'new/c.txt' }, data: 'c' },
       { header: { name: 'top.txt' }, data: 'top' },
     ]);
@@ -86,7 +68,7 @@ describe('extractTar builds a new folder under a temp name', () => {
 
   it('writes a folder that comes back later in the archive into its place, and lets a repeated entry replace the first', async () => {
     const { root } = freshCase();
-    await extractTar(Readable.from([await craft([
+    await extractTar(Readable.from([await craftTar([
       { header: { name: 'a/x' }, data: 'x' },
       { header: { name: 'a/dup' }, data: 'first' },
       { header: { name: 'a/dup' }, data: 'second' },
@@ -104,7 +86,7 @@ describe('extractTar builds a new folder under a temp name', () => {
 
   it('still refuses writing through a symlink the archive made inside the new folder, keeping what came before whole', async () => {
     const { box, root } = freshCase();
-    const err = await extractTar(Readable.from([await craft([
+    const err = await extractTar(Readable.from([await craftTar([
       { header: { name: 'n/ok.txt' }, data: 'complete' },
       { header: { name: 'n/up', type: 'symlink', linkname: '..' } },
       { header: { name: 'n/up/escape.txt' }, data: 'evil' },
@@ -127,7 +109,7 @@ describe('extractTar builds a new folder under a temp name', () => {
       [[{ header: { name: 'n/f' }, data: 'f' }, { header: { name: 'n/../../x' }, data: 'evil' }], 'n/../../x'],
     ] as const) {
       const { box, root } = freshCase();
-      const err = await extractTar(Readable.from([await craft([...specs])]), root).then(() => undefined, (e: unknown) => e);
+      const err = await extractTar(Readable.from([await craftTar([...specs])]), root).then(() => undefined, (e: unknown) => e);
       expect((err as SwmError).message).toContain(`refusing tar entry ${JSON.stringify(bad)}`);
       expect(readFileSync(join(root, 'n/f'), 'utf8')).toBe('f');
       expect(readdirSync(join(root, 'n'))).toEqual(['f']);
@@ -139,7 +121,7 @@ describe('extractTar builds a new folder under a temp name', () => {
   it('stopped midway, puts the complete files in place and leaves neither the partial one nor a temp folder', async () => {
     const { root } = freshCase();
     const big = contentFor(5, 3 * 1024 * 1024);
-    const whole = await craft([
+    const whole = await craftTar([
       { header: { name: 'n/a.txt' }, data: 'a' },
       { header: { name: 'n/deeper/b.txt' }, data: 'b' },
       { header: { name: 'n/big.bin' }, data: big },
@@ -161,12 +143,12 @@ describe('extractTar builds a new folder under a temp name', () => {
     const { root } = freshCase();
     const input = new PassThrough();
     const done = extractTar(input, root);
-    input.write(await craft([{ header: { name: 'n/a.txt' }, data: 'a' }, { header: { name: 'n/sub/b.txt' }, data: 'b' }], true));
+    input.write(await craftTar([{ header: { name: 'n/a.txt' }, data: 'a' }, { header: { name: 'n/sub/b.txt' }, data: 'b' }], true));
     await waitFor('the temp folder', () => tempPaths(root).some((p) => p.endsWith('sub/b.txt')));
     mkdirSync(join(root, 'n/sub'), { recursive: true });
     writeFileSync(join(root, 'n/mine.txt'), 'mine');
     writeFileSync(join(root, 'n/sub/b.txt'), 'old b');
-    input.end(await craft([{ header: { name: 'n/c.txt' }, data: 'c' }, { header: { name: 'z.txt' }, data: 'z' }]));
+    input.end(await craftTar([{ header: { name: 'n/c.txt' }, data: 'c' }, { header: { name: 'z.txt' }, data: 'z' }]));
     await done;
     expect(readFileSync(join(root, 'n/a.txt'), 'utf8')).toBe('a');
     expect(readFileSync(join(root, 'n/sub/b.txt'), 'utf8')).toBe('b');
@@ -180,10 +162,10 @@ describe('extractTar builds a new folder under a temp name', () => {
     const { root } = freshCase();
     const input = new PassThrough();
     const done = extractTar(input, root).then(() => undefined, (e: unknown) => e);
-    input.write(await craft([{ header: { name: 'n/a.txt' }, data: 'a' }], true));
+    input.write(await craftTar([{ header: { name: 'n/a.txt' }, data: 'a' }], true));
     await waitFor('the temp folder', () => tempPaths(root).some((p) => p.endsWith('a.txt')));
     writeFileSync(join(root, 'n'), 'a file now');
-    input.end(await craft([{ header: { name: 'z.txt' }, data: 'z' }]));
+    input.end(await craftTar([{ header: { name: 'z.txt' }, data: 'z' }]));
     const err = await done;
     expect(err).toBeInstanceOf(SwmError);
     expect((err as SwmError).exitCode).toBe(1);
@@ -202,7 +184,7 @@ describe('extractTar builds a new folder under a temp name', () => {
       const { box, root } = freshCase();
       mkdirSync(join(box, 'elsewhere'));
       prepare(root, box);
-      const err = await extractTar(Readable.from([await craft([
+      const err = await extractTar(Readable.from([await craftTar([
         { header: { name: 'before/a.txt' }, data: 'a' },
         { header: { name: 'top.txt' }, data: 'top' },
         { header: { name: entry }, data: 'evil' },
@@ -226,7 +208,7 @@ describe('extractTar builds a new folder under a temp name', () => {
     mkdirSync(join(root, 'old'));
     writeFileSync(join(root, 'old/big.bin'), 'the good big copy');
     const big = contentFor(8, 2 * 1024 * 1024 + 3);
-    const archive = await craft([
+    const archive = await craftTar([
       { header: { name: 'fresh/a.txt' }, data: 'a' },
       { header: { name: 'fresh/b.txt' }, data: 'b' },
       { header: { name: 'old/big.bin' }, data: big },

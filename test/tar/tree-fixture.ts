@@ -3,6 +3,7 @@ import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { pack as tarPack, type Header } from 'tar-stream';
 import { compareKeys } from '../../src/keys.js';
 import type { TarSourceEntry } from '../../src/tar/pack.js';
 
@@ -115,4 +116,25 @@ export async function streamToBuffer(stream: Readable): Promise<Buffer> {
 /** listAll lists every path (recursively, relative) under a folder, including hidden ones. */
 export function listAll(root: string): string[] {
   return readdirSync(root, { recursive: true, encoding: 'utf8' }).sort();
+}
+
+/** CraftedEntry is one entry of a hand-built archive: any header tar-stream accepts, and the body of a file. */
+export type CraftedEntry = { header: Partial<Header> & { name: string }; data?: string | Buffer };
+
+/**
+ * craftTar builds an archive with tar-stream directly, so it can hold anything (hostile names, odd types); `open` leaves
+ * off the end-of-archive blocks, so another archive can follow.
+ */
+export async function craftTar(specs: CraftedEntry[], open = false): Promise<Buffer> {
+  const p = tarPack();
+  const out = streamToBuffer(Readable.from(p as unknown as AsyncIterable<Buffer>));
+  for (const s of specs) {
+    await new Promise<void>((resolve, reject) => {
+      if (s.data !== undefined) p.entry({ mode: 0o644, ...s.header }, s.data, (e) => (e ? reject(e) : resolve()));
+      else p.entry({ mode: 0o644, ...s.header }, (e) => (e ? reject(e) : resolve()));
+    });
+  }
+  p.finalize();
+  const whole = await out;
+  return open ? whole.subarray(0, whole.length - 1024) : whole;
 }
