@@ -11,10 +11,21 @@ import { TEMP_INFIX } from './paths.js';
  */
 let tempSerial = randomBytes(4).readUInt32BE(0);
 
-/** tempPathFor gives a hidden temp name (`.name.swm-tmp-<8 hex>`) in the same folder as target, so the final rename is atomic. */
+/** tempProcessTag tells this process's long-name temp names from another's (random once). */
+const tempProcessTag = randomBytes(4).toString('hex');
+
+/** NAME_MAX is the longest file name (bytes) Linux file systems accept. */
+const NAME_MAX = 255;
+
+/**
+ * tempPathFor gives a hidden temp name in the same folder as target, so the final rename is atomic: `.name.swm-tmp-<8 hex>`,
+ * or `.swm-tmp-<16 hex>` when the target's name is too long to take the suffix (both are the names stale-temps.ts removes).
+ */
 export function tempPathFor(target: string): string {
   tempSerial = (tempSerial + 1) >>> 0;
-  return join(dirname(target), `.${basename(target)}${TEMP_INFIX}${tempSerial.toString(16).padStart(8, '0')}`);
+  const serial = tempSerial.toString(16).padStart(8, '0');
+  const name = `.${basename(target)}${TEMP_INFIX}${serial}`;
+  return join(dirname(target), Buffer.byteLength(name) <= NAME_MAX ? name : `${TEMP_INFIX}${tempProcessTag}${serial}`);
 }
 
 /** writeFileAtomic replaces target with data in one rename; readers see old or new, never partial. */

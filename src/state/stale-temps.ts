@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { SWM_DIR, swmPaths } from './paths.js';
 import { errnoCode } from '../errors.js';
 
-/** TEMP_NAME matches the names swm gives its temp files: tempPathFor's `.name.swm-tmp-<8 hex>` and the tar extractor's `.swm-tmp-<16 hex>`. */
+/** TEMP_NAME matches the names swm gives its temp files: tempPathFor's `.name.swm-tmp-<8 hex>`, or `.swm-tmp-<16 hex>` for a name too long to take the suffix. */
 const TEMP_NAME = /^(\..+\.swm-tmp-[0-9a-f]{8}|\.swm-tmp-[0-9a-f]{16})$/;
 
 /** LOCKED_TARGETS are `.swm/` files written only under the transfer lock: their temps are stale as soon as the lock is ours. */

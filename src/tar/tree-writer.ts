@@ -41,10 +41,9 @@ import {
   writevSync,
   type Stats,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { SwmError, ExitCode, errnoCode, failure } from '../errors.js';
-import { TEMP_INFIX } from '../state/paths.js';
+import { tempPathFor } from '../state/atomic.js';
 import { xxh, hex64 } from '../engine/hash.js';
 
 type Hasher = Awaited<ReturnType<typeof xxh>>;
@@ -86,8 +85,6 @@ export function refuseEntry(name: string, reason: string): SwmError {
 
 /** A big file's data is written in batches of at least this many bytes. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
-/** Longest file name on Linux filesystems, in bytes. */
-const NAME_MAX = 255;
 /** How files are created: never over something already there, never through a symlink. */
 const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
 
@@ -141,7 +138,6 @@ export class TreeWriter {
   private open: OpenFile | undefined;
   /** permission bits the umask clears (undefined: unknown, so every file's mode is set explicitly). */
   private readonly umask = currentUmask();
-  private readonly temps = new TempNames();
 
   private constructor(
     root: string,
@@ -251,7 +247,7 @@ export class TreeWriter {
       return;
     }
     for (;;) {
-      const tmp = this.temps.beside(abs);
+      const tmp = tempPathFor(abs);
       try {
         mkdirSync(tmp, { mode });
       } catch (e) {
@@ -427,7 +423,7 @@ export class TreeWriter {
       }
     }
     for (;;) {
-      const tmp = this.temps.beside(abs);
+      const tmp = tempPathFor(abs);
       try {
         return { fd: openSync(tmp, CREATE_FLAGS, 0o600), path: tmp, modeSet: false };
       } catch (e) {
@@ -453,7 +449,7 @@ export class TreeWriter {
 
   private makeSymlink(rel: string, rawName: string, target: string, mtimeMs: number): void {
     const abs = this.placeOf(rel);
-    const tmp = this.temps.beside(abs);
+    const tmp = tempPathFor(abs);
     symlinkSync(target, tmp);
     try {
       lutimesSync(tmp, Date.now() / 1000, utimeSeconds(mtimeMs));
@@ -463,26 +459,6 @@ export class TreeWriter {
       unlinkQuietly(tmp);
       throw e;
     }
-  }
-}
-
-/**
- * TempNames gives temp names beside their targets, as state/atomic.ts's tempPathFor does (`.name.swm-tmp-<8 hex>`, or
- * `.swm-tmp-<16 hex>` when the name is too long to take the suffix: the names stale-temps.ts removes), but from one
- * random start and a counter rather than a random draw per file. They are created with O_EXCL (or mkdir), so a name
- * that happens to exist is simply skipped by the caller.
- */
-class TempNames {
-  private next = randomBytes(4).readUInt32BE(0);
-  private readonly long = randomBytes(4).toString('hex');
-
-  beside(abs: string): string {
-    const n = this.next.toString(16).padStart(8, '0');
-    this.next = (this.next + 1) >>> 0;
-    const slash = abs.lastIndexOf('/');
-    const name = `.${abs.slice(slash + 1)}${TEMP_INFIX}${n}`;
-    if (Buffer.byteLength(name) <= NAME_MAX) return abs.slice(0, slash + 1) + name;
-    return join(dirname(abs), `${TEMP_INFIX}${this.long}${n}`);
   }
 }
 

@@ -71,6 +71,17 @@ describe.each(BACKENDS)('round trip on $name', (factory) => {
     expect(summaryOf(back).uploaded).toBe(0);
   });
 
+  it('a file whose name is too long to take the temp suffix (250 bytes) is pulled through a short temp name', async () => {
+    const t = await setup();
+    const a = t.ws('a');
+    const long = `${'n'.repeat(246)}.txt`;
+    writeTree(a, { [long]: 'long\n', [`dir/${long}`]: 'long in a folder\n' });
+    expectCode(await t.sync('push', a), 0);
+    const b = t.scratch.path('b');
+    expectCode(await t.sync('pull', b), 0);
+    expectSameTree(b, a);
+  });
+
   it('a 3,000-file tree (paginated listings) and a 20 MiB file (multipart) survive push and pull', async () => {
     const t = await setup();
     const a = t.ws('big');
