@@ -3,11 +3,11 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { SyncTarget } from '../config/types.js';
 import type { StatusReport, PathSample } from './types.js';
 import { buildExcludeRules, type ExcludeRules } from '../engine/exclude.js';
-import { marchSorted } from '../engine/march.js';
-import { scanWorkspace, type LocalEntry } from '../engine/scan.js';
+import { marchBatches, marchSorted } from '../engine/march.js';
+import { scanWorkspaceBatches, type LocalEntry } from '../engine/scan.js';
 import { sameStat, localContentHash, decidePull } from '../engine/plan.js';
 import type { RemoteEntry } from '../engine/remote.js';
-import { readState, stateFileFor, StateCorruptError, type StateEntry } from '../state/store.js';
+import { readState, readStateBatches, stateFileFor, StateCorruptError, type StateEntry } from '../state/store.js';
 import { readStamp } from '../state/stamp.js';
 import { swmPaths } from '../state/paths.js';
 import { compareKeys } from '../keys.js';
@@ -41,7 +41,7 @@ export async function status(target: SyncTarget, opts: { remote: boolean }): Pro
   let pending: StatusReport['pending'];
   try {
     // one read of the state, validated as it streams (the common case: a valid state, read once)
-    pending = await pendingChanges(root, rules, readState(stateFile));
+    pending = await pendingChanges(root, rules, readStateBatches(stateFile));
   } catch (e) {
     if (!(e instanceof StateCorruptError)) throw e;
     // a corrupt state counts as none, as push would rebuild it: compare again against nothing
@@ -107,26 +107,29 @@ export async function status(target: SyncTarget, opts: { remote: boolean }): Pro
   return report;
 }
 
-/** noState is an empty state stream: what a corrupt state counts as. */
-function noState(): AsyncGenerator<StateEntry> {
-  return (async function* (): AsyncGenerator<StateEntry> {})();
+/** noState is an empty state stream (of entries or of batches): what a corrupt state counts as. */
+function noState<T = StateEntry>(): AsyncGenerator<T> {
+  return (async function* (): AsyncGenerator<T> {})();
 }
 
 /**
  * pendingChanges compares the workspace with the state: new, deleted, and changed files (a file whose stat moved is hashed,
  * so a touch alone is not a change). Throws StateCorruptError, after a partial walk, when the state turns out corrupt.
  */
-async function pendingChanges(root: string, rules: ExcludeRules, state: AsyncIterable<StateEntry>): Promise<StatusReport['pending']> {
+async function pendingChanges(root: string, rules: ExcludeRules, state: AsyncIterable<StateEntry[]>): Promise<StatusReport['pending']> {
   const changed = new Sampler();
   const added = new Sampler();
   const deleted = new Sampler();
-  for await (const pair of marchSorted<LocalEntry, StateEntry>(scanWorkspace(root, rules, () => {}), state, (l) => l.path, (s) => s.path, compareKeys)) {
-    const { left: local, right: base } = pair;
-    if (local && !base) added.add(pair.key);
-    else if (!local && base) deleted.add(pair.key);
-    else if (local && base && !sameStat(local, base)) {
-      const hash = await localContentHash(root, local).catch(() => '');
-      if (hash !== base.hash || local.mode !== base.mode) changed.add(pair.key);
+  // batches on both sides: the walk is synchronous within them (per-item async steps cost ~40% of a 10k-file status)
+  const pairs = marchBatches<LocalEntry, StateEntry>(scanWorkspaceBatches(root, rules, () => {}), state, (l) => l.path, (s) => s.path, compareKeys);
+  for await (const batch of pairs) {
+    for (const { key, left: local, right: base } of batch) {
+      if (local && !base) added.add(key);
+      else if (!local && base) deleted.add(key);
+      else if (local && base && !sameStat(local, base)) {
+        const hash = await localContentHash(root, local).catch(() => '');
+        if (hash !== base.hash || local.mode !== base.mode) changed.add(key);
+      }
     }
   }
   return { changed: changed.value, new: added.value, deleted: deleted.value };
