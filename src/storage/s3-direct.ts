@@ -1,4 +1,4 @@
-// Direct S3 requests (single-object PUT, GET, HEAD, UploadPart, and ListObjectsV2 pages) on node:http (GETs over plain http: on http-get.ts) with SigV4: the fast path under s3.ts; anything but a 2xx answer goes back to the SDK.
+// Direct S3 requests (single-object PUT, GET, HEAD, UploadPart, and ListObjectsV2 pages) on node:http (GETs and PUTs over plain http: on http-client.ts) with SigV4: the fast path under s3.ts; anything but a 2xx answer goes back to the SDK.
 //
 // Why: a 4 KiB PutObject or GetObject through @aws-sdk/client-s3 costs ~2 ms of CPU in the client (middleware stack,
 // endpoint rules, schema serde, signing); the same request signed with @smithy/signature-v4 and sent on node:http costs
@@ -18,7 +18,7 @@ import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { Readable } from 'node:stream';
-import { KeepAliveGetClient } from './http-get.js';
+import { KeepAliveHttpClient } from './http-client.js';
 import { ListXmlError, parseListObjectsV2, type ListPage } from './s3-list-xml.js';
 
 /** EMPTY_SHA256 is the payload hash of a request without a body. */
@@ -98,7 +98,7 @@ interface Target {
   /** the path up to the key: "/" (virtual-hosted) or "/bucket/" (path style). */
   basePath: string;
   signer: SignatureV4;
-  /** what GetSigner needs: the signing region and service, and the client's credential provider. */
+  /** what RequestSigner needs: the signing region and service, and the client's credential provider. */
   signing: { region: string; service: string; credentials: CredentialSource };
 }
 
@@ -108,10 +108,11 @@ export class DirectObjectRequests {
   private disabled = false;
   /** set when a complete listing answer could not be read: this server's XML is left to the SDK from then on. */
   private listingDisabled = false;
-  private getSigner: GetSigner | undefined;
-  /** GETs on plain http go through http-get.ts (far less CPU than node:http); undefined until the first, or once the server answered in a way it cannot read. */
-  private plainGets: KeepAliveGetClient | undefined;
-  private plainGetsUnsupported = false;
+  private signer: RequestSigner | undefined;
+  /** GETs and PUTs on plain http go through http-client.ts (far less CPU than node:http); undefined until the first. */
+  private plain: KeepAliveHttpClient | undefined;
+  /** set once the server answered in a way http-client.ts cannot read: node:http from then on. */
+  private plainUnsupported = false;
 
   constructor(
     private readonly client: S3Client,
@@ -122,12 +123,17 @@ export class DirectObjectRequests {
     private readonly endpoint: string | undefined,
   ) {}
 
-  /** put stores body at key with the given x-amz-meta-* metadata; undefined when the SDK must do it. */
-  async put(key: string, body: Buffer, metadata: Record<string, string>, ifNoneMatch: boolean, signal?: AbortSignal): Promise<DirectAnswer | undefined> {
+  /**
+   * put stores body at key with the given x-amz-meta-* metadata; undefined when the SDK must do it. The hot path of a
+   * push of many small files: signed by RequestSigner and sent like get() (see there).
+   */
+  async put(key: string, body: Buffer, metadata: Record<string, string>, ifNoneMatch: boolean, signal?: AbortSignal): Promise<DirectGetAnswer | undefined> {
     const headers: Record<string, string> = { 'content-length': String(body.length) };
-    for (const [name, value] of Object.entries(metadata)) headers[`x-amz-meta-${name}`] = value;
     if (ifNoneMatch) headers['if-none-match'] = '*';
-    return this.send('PUT', key, {}, headers, body, signal);
+    for (const name of Object.keys(metadata)) headers[`x-amz-meta-${name}`] = metadata[name]!;
+    const answer = await this.sendLean('PUT', key, headers, body, signal);
+    answer?.body.resume(); // S3 answers a PUT without a body; whatever came is not needed
+    return answer;
   }
 
   /** uploadPart stores one part of a multipart upload; undefined when the SDK must do it. */
@@ -137,12 +143,19 @@ export class DirectObjectRequests {
 
   /**
    * get starts a GET (of a byte range when given, as "bytes=a-b"); the caller reads the body. undefined: use the SDK.
-   * The hot path of a pull of many small files, so leaner than send(): signed by GetSigner (one SHA-256 and one HMAC,
-   * the signing key kept per day) and, on plain http, sent by http-get.ts's keep-alive client instead of node:http (over
-   * TLS, and for a server that client cannot read, by node:http with the headers as a ready list). Same contract as
-   * every request here: anything but a 2xx answer goes to the SDK.
+   * The hot path of a pull of many small files, so leaner than send(): see sendLean.
    */
   async get(key: string, range?: string, signal?: AbortSignal): Promise<DirectGetAnswer | undefined> {
+    return this.sendLean('GET', key, range === undefined ? {} : { range }, undefined, signal);
+  }
+
+  /**
+   * sendLean sends a GET or a whole-object PUT, leaner than send(): signed by RequestSigner (one SHA-256 and one HMAC, the
+   * signing key kept per day) and, on plain http, sent by http-client.ts's keep-alive client instead of node:http (over
+   * TLS, and for a server that client cannot read, by node:http with the headers as a ready list). Same contract as every
+   * request here: anything but a 2xx answer goes to the SDK.
+   */
+  private async sendLean(method: 'GET' | 'PUT', key: string, headers: Record<string, string>, body: Buffer | undefined, signal?: AbortSignal): Promise<DirectGetAnswer | undefined> {
     if (this.disabled) return undefined;
     const target = await this.resolveTarget();
     if (!target) {
@@ -151,18 +164,19 @@ export class DirectObjectRequests {
     }
     signal?.throwIfAborted();
     const path = target.basePath + encodeKey(key);
-    let headers: string[];
+    let signed: string[];
     try {
-      headers = await (this.getSigner ??= new GetSigner(target)).sign(path, range);
+      signed = await (this.signer ??= new RequestSigner(target)).sign(method, path, headers, payloadHashOf(target, body));
     } catch {
       return undefined; // e.g. credentials that cannot be loaded: the SDK reports that properly
     }
-    if (target.protocol === 'http:' && !this.plainGetsUnsupported) {
-      this.plainGets ??= new KeepAliveGetClient(target.hostname, target.port ? Number(target.port) : 80, { idleTimeoutMs: this.idleTimeoutMs, maxSockets: this.agents.http.maxSockets });
-      const outcome = await this.plainGets.get(path, headers, signal);
+    if (target.protocol === 'http:' && !this.plainUnsupported) {
+      this.plain ??= new KeepAliveHttpClient(target.hostname, target.port ? Number(target.port) : 80, { idleTimeoutMs: this.idleTimeoutMs, maxSockets: this.agents.http.maxSockets });
+      // a conditional PUT is not sent twice: its repeat could be refused because the first one landed
+      const outcome = await this.plain.request(method, path, signed, body, { signal, repeatable: headers['if-none-match'] === undefined });
       if (outcome.kind === 'answer') {
-        const { status, body } = outcome;
-        if (body && status >= 200 && status < 300) return { status, headers: outcome.headers, body };
+        const { status, body: answerBody } = outcome;
+        if (answerBody && status >= 200 && status < 300) return { status, headers: outcome.headers, body: answerBody };
         if (!LEAVE_TO_SDK.has(status) && status < 500) this.disabled = true;
         return undefined;
       }
@@ -171,10 +185,10 @@ export class DirectObjectRequests {
         return undefined;
       }
       // a server whose answers that client does not read (chunked bodies, HTTP/1.0): node:http from now on, this one included
-      this.plainGetsUnsupported = true;
-      this.plainGets.close();
+      this.plainUnsupported = true;
+      this.plain.close();
     }
-    const answer = await this.sendOnNodeHttp(target, 'GET', path, headers, undefined, signal);
+    const answer = await this.sendOnNodeHttp(target, method, path, signed, body, signal);
     if (answer === 'failed') {
       signal?.throwIfAborted();
       return undefined;
@@ -209,9 +223,9 @@ export class DirectObjectRequests {
     }
   }
 
-  /** close drops the kept-alive connections of the GET client (node:http's are the agents', closed by s3.ts). */
+  /** close drops the kept-alive connections of the lean client (node:http's are the agents', closed by s3.ts). */
   close(): void {
-    this.plainGets?.close();
+    this.plain?.close();
   }
 
   /**
@@ -307,8 +321,7 @@ export class DirectObjectRequests {
       .sort()
       .map((name) => `${escapeUri(name)}=${escapeUri(query[name]!)}`)
       .join('&');
-    // over TLS the payload is protected in transit; over plain http it is signed, so a corrupted body is refused
-    const payloadHash = body === undefined ? EMPTY_SHA256 : target.protocol === 'https:' ? 'UNSIGNED-PAYLOAD' : createHash('sha256').update(body).digest('hex');
+    const payloadHash = payloadHashOf(target, body);
     let signed;
     try {
       signed = await target.signer.sign({
@@ -332,6 +345,15 @@ export class DirectObjectRequests {
   }
 }
 
+/**
+ * payloadHashOf is a request body's x-amz-content-sha256. Over TLS the payload is protected in transit (UNSIGNED-PAYLOAD);
+ * over plain http it is signed, so a body corrupted on the way is refused.
+ */
+function payloadHashOf(target: Target, body: Buffer | undefined): string {
+  if (body === undefined) return EMPTY_SHA256;
+  return target.protocol === 'https:' ? 'UNSIGNED-PAYLOAD' : createHash('sha256').update(body).digest('hex');
+}
+
 /** CredentialSource is the SDK client's credentials setting as resolved: a provider (memoized, refreshing) or fixed values. */
 type CredentialSource = AwsCredentials | ((options?: unknown) => Promise<AwsCredentials>);
 
@@ -342,42 +364,50 @@ interface AwsCredentials {
 }
 
 /**
- * GetSigner signs bodiless GETs with SigV4 as @smithy/signature-v4 does for the same request (test/storage/s3-sign.test.ts
- * holds it to that), at a fraction of its CPU: the SDK's signer spends ~100 µs per request on HMACs (one to name its
- * signing-key cache entry, every time), header copies and regexes. Signed headers: host, range when given,
- * x-amz-content-sha256, x-amz-date and x-amz-security-token when the credentials carry one — in that (sorted) order.
- * The result is the request's header list, as node:http takes it: [name, value, name, value, …].
+ * RequestSigner signs requests without a query string (GETs, PUTs of whole objects) with SigV4 as @smithy/signature-v4
+ * does for the same request (test/storage/s3-sign.test.ts holds it to that), at a fraction of its CPU: the SDK's signer
+ * spends ~100 µs per request on HMACs (one to name its signing-key cache entry, every time), header copies and regexes.
+ * Every header given is signed, with host, x-amz-content-sha256, x-amz-date and x-amz-security-token (when the
+ * credentials carry one). The result is the request's header list, as node:http takes it: [name, value, name, value, …].
  */
-export class GetSigner {
+export class RequestSigner {
   private signingKey: { secret: string; day: string; key: Buffer } | undefined;
   private clock = { second: -1, longDate: '' };
 
   constructor(private readonly target: { host: string; signing: { region: string; service: string; credentials: CredentialSource } }) {}
 
-  /** sign returns the headers of GET `path` (already URI-encoded, no query), of `range` when given, at `now`. */
-  async sign(path: string, range?: string, now = Date.now()): Promise<string[]> {
+  /**
+   * sign returns the headers of `method path` (path already URI-encoded, no query) at `now`: `headers` are the request's
+   * own (lower-case names, e.g. range, content-length, x-amz-meta-*), `payloadHash` the body's SHA-256 in hex (or
+   * UNSIGNED-PAYLOAD; a request without a body: the empty string's).
+   */
+  async sign(method: string, path: string, headers: Record<string, string> = {}, payloadHash = EMPTY_SHA256, now = Date.now()): Promise<string[]> {
     const { credentials: source, region, service } = this.target.signing;
     const credentials = typeof source === 'function' ? await source() : source;
     if (!credentials?.accessKeyId || !credentials.secretAccessKey) throw new Error('no credentials');
     const longDate = this.longDate(now);
     const day = longDate.slice(0, 8);
     const scope = `${day}/${region}/${service}/aws4_request`;
-    const host = this.target.host;
     const token = credentials.sessionToken;
-    const rangeValue = range === undefined ? undefined : canonicalValue(range);
-    const signedHeaders = `host;${rangeValue === undefined ? '' : 'range;'}x-amz-content-sha256;x-amz-date${token ? ';x-amz-security-token' : ''}`;
-    const canonicalRequest =
-      `GET\n${path}\n\nhost:${canonicalValue(host)}\n${rangeValue === undefined ? '' : `range:${rangeValue}\n`}` +
-      `x-amz-content-sha256:${EMPTY_SHA256}\nx-amz-date:${longDate}\n${token ? `x-amz-security-token:${canonicalValue(token)}\n` : ''}` +
-      `\n${signedHeaders}\n${EMPTY_SHA256}`;
+    const list = ['host', this.target.host];
+    for (const name of Object.keys(headers)) list.push(name, headers[name]!);
+    list.push('x-amz-content-sha256', payloadHash, 'x-amz-date', longDate);
+    if (token) list.push('x-amz-security-token', token);
+    // canonical order: by name (the names are distinct and lower case)
+    const order: number[] = [];
+    for (let i = 0; i < list.length; i += 2) order.push(i);
+    order.sort((a, b) => (list[a]! < list[b]! ? -1 : 1));
+    let canonicalHeaders = '';
+    let signedHeaders = '';
+    for (const i of order) {
+      canonicalHeaders += `${list[i]}:${canonicalValue(list[i + 1]!)}\n`;
+      signedHeaders += signedHeaders === '' ? list[i] : `;${list[i]}`;
+    }
+    const canonicalRequest = `${method}\n${path}\n\n${canonicalHeaders}\n${signedHeaders}\n${payloadHash}`;
     const stringToSign = `AWS4-HMAC-SHA256\n${longDate}\n${scope}\n${createHash('sha256').update(canonicalRequest).digest('hex')}`;
     const signature = createHmac('sha256', this.keyFor(credentials.secretAccessKey, day, region, service)).update(stringToSign).digest('hex');
-    const headers = ['host', host];
-    if (range !== undefined) headers.push('range', range);
-    headers.push('x-amz-content-sha256', EMPTY_SHA256, 'x-amz-date', longDate);
-    if (token) headers.push('x-amz-security-token', token);
-    headers.push('authorization', `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`);
-    return headers;
+    list.push('authorization', `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`);
+    return list;
   }
 
   /** longDate is SigV4's timestamp (20240102T030405Z), formatted once per second. */

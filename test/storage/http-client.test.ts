@@ -1,9 +1,9 @@
-// The keep-alive GET client under the direct S3 GET (src/storage/http-get.ts), against a scripted TCP server: reuse, parsing, and every way an answer can go wrong.
+// The keep-alive HTTP client under the direct S3 GET and PUT (src/storage/http-client.ts), against a scripted TCP server: reuse, parsing, bodies sent, and every way an answer can go wrong.
 import { createServer, type Server, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KeepAliveGetClient, type GetOutcome } from '../../src/storage/http-get.js';
+import { KeepAliveHttpClient, type HttpOutcome } from '../../src/storage/http-client.js';
 
 /** Script answers one request (its head as text) on a socket; it writes whatever it likes, or nothing. */
 type Script = (socket: Socket, request: string, index: number) => void;
@@ -15,34 +15,39 @@ interface ScriptedServer {
   /** the most connections open at once. */
   peakOpen: number;
   requests: string[];
+  /** the body of each request (empty without a Content-Length), in the same order. */
+  bodies: Buffer[];
   close(): Promise<void>;
 }
 
 const servers: Server[] = [];
-const clients: KeepAliveGetClient[] = [];
+const clients: KeepAliveHttpClient[] = [];
 
 afterEach(async () => {
   for (const client of clients.splice(0)) client.close();
   await Promise.all(servers.splice(0).map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
 });
 
-/** serve starts a server that hands each complete request head (in order, over all connections) to `script`. */
+/** serve starts a server that hands each complete request (head and Content-Length body; in order, over all connections) to `script`. */
 async function serve(script: Script): Promise<ScriptedServer> {
   const sockets = new Set<Socket>();
-  const state: ScriptedServer = { port: 0, connections: 0, peakOpen: 0, requests: [], close: async () => {} };
+  const state: ScriptedServer = { port: 0, connections: 0, peakOpen: 0, requests: [], bodies: [], close: async () => {} };
   const server = createServer((socket) => {
     state.connections++;
     sockets.add(socket);
     state.peakOpen = Math.max(state.peakOpen, sockets.size);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
-    let pending = '';
-    socket.on('data', (chunk) => {
-      pending += chunk.toString('latin1');
+    let pending = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
       for (let end = pending.indexOf('\r\n\r\n'); end >= 0; end = pending.indexOf('\r\n\r\n')) {
-        const request = pending.slice(0, end);
-        pending = pending.slice(end + 4);
+        const request = pending.toString('latin1', 0, end);
+        const length = Number(/\r\ncontent-length: (\d+)/i.exec(request)?.[1] ?? 0);
+        if (pending.length < end + 4 + length) return; // the body is still coming
         state.requests.push(request);
+        state.bodies.push(pending.subarray(end + 4, end + 4 + length));
+        pending = pending.subarray(end + 4 + length);
         script(socket, request, state.requests.length - 1);
       }
     });
@@ -57,8 +62,8 @@ async function serve(script: Script): Promise<ScriptedServer> {
   return state;
 }
 
-function clientFor(server: ScriptedServer, options: { idleTimeoutMs?: number; maxSockets?: number } = {}): KeepAliveGetClient {
-  const client = new KeepAliveGetClient('127.0.0.1', server.port, { idleTimeoutMs: options.idleTimeoutMs ?? 5_000, maxSockets: options.maxSockets ?? 16 });
+function clientFor(server: ScriptedServer, options: { idleTimeoutMs?: number; maxSockets?: number } = {}): KeepAliveHttpClient {
+  const client = new KeepAliveHttpClient('127.0.0.1', server.port, { idleTimeoutMs: options.idleTimeoutMs ?? 5_000, maxSockets: options.maxSockets ?? 16 });
   clients.push(client);
   return client;
 }
@@ -74,14 +79,14 @@ async function readAll(body: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function answerOf(outcome: GetOutcome) {
+function answerOf(outcome: HttpOutcome) {
   if (outcome.kind !== 'answer') throw new Error(`expected an answer, got ${JSON.stringify(outcome)}`);
   return outcome;
 }
 
 const HEADERS = ['host', 'example:1', 'x-amz-date', '20240102T030405Z'];
 
-describe('KeepAliveGetClient', () => {
+describe('KeepAliveHttpClient', () => {
   it('sends the request head as given and reuses one connection for requests in turn', async () => {
     const server = await serve((socket, _request, i) => socket.write(ok(`answer ${i}`), 'latin1'));
     const client = clientFor(server);
@@ -243,5 +248,36 @@ describe('KeepAliveGetClient', () => {
     expect((await client.get('/k\r\nx-injected: 1', HEADERS)).kind).toBe('failed');
     expect((await client.get('/k', ['host', 'a\nb'])).kind).toBe('failed');
     expect(server.requests.length).toBe(0);
+  });
+
+  it('sends a PUT with its body after the head, in turn with GETs on one connection, and reads the empty answer', async () => {
+    const server = await serve((socket, request, i) => socket.write(request.startsWith('PUT') ? 'HTTP/1.1 200 OK\r\nETag: "e"\r\nContent-Length: 0\r\n\r\n' : ok(`answer ${i}`)));
+    const client = clientFor(server);
+    const bodies = [randomBytes(4096), randomBytes(1 << 20), Buffer.alloc(0)];
+    for (const body of bodies) {
+      const answer = answerOf(await client.request('PUT', '/bucket/k', [...HEADERS, 'content-length', String(body.length)], body, { repeatable: true }));
+      expect(answer.headers.etag).toBe('"e"');
+      expect((await readAll(answer.body!)).length).toBe(0);
+      expect((await readAll(answerOf(await client.get('/k', HEADERS)).body!)).toString()).toMatch(/^answer/);
+    }
+    expect(server.connections).toBe(1);
+    expect(server.requests.filter((r) => r.startsWith('PUT /bucket/k HTTP/1.1\r\n')).length).toBe(3);
+    // compared as hex: a deep equality over a 1 MiB Buffer takes seconds
+    expect(server.bodies.filter((_, i) => server.requests[i]!.startsWith('PUT')).map((b) => b.toString('hex'))).toEqual(bodies.map((b) => b.toString('hex')));
+  });
+
+  it('sends a repeatable PUT again on a new connection when the kept-alive one was closed, but never one that is not', async () => {
+    const server = await serve((socket, _r, i) => {
+      if (i === 1 || i === 4) socket.destroy(); // closed by the server as the request arrived
+      else socket.write(ok(''));
+    });
+    const client = clientFor(server);
+    const put = (repeatable: boolean) => client.request('PUT', '/k', [...HEADERS, 'content-length', '3'], Buffer.from('abc'), { repeatable });
+    expect((await put(true)).kind).toBe('answer');
+    expect((await put(true)).kind).toBe('answer'); // requests 1 (closed) and 2 (repeated)
+    expect((await put(false)).kind).toBe('answer'); // request 3, on the new connection
+    expect((await put(false)).kind).toBe('failed'); // request 4 closed: not sent again
+    expect(server.requests.length).toBe(5);
+    expect(server.bodies.every((b) => b.toString() === 'abc')).toBe(true);
   });
 });

@@ -1,21 +1,21 @@
-// A minimal HTTP/1.1 GET client on keep-alive sockets (plain http only), under s3-direct.ts's GET: less than half of node:http's CPU per request.
+// A minimal HTTP/1.1 client for GETs and small PUTs on keep-alive sockets (plain http only), under s3-direct.ts: less than half of node:http's CPU per request.
 //
 // Why: on loopback a 4 KiB GET through node:http costs ~200–290 µs of client CPU (ClientRequest, the agent's
 // bookkeeping, the parser's and the response stream's events); the same exchange on a bare net.Socket ~90–120 µs, and
-// a pull of many small files is one GET per file on a main thread that also writes the files.
+// a pull (or a push) of many small files is one request per file on a main thread that also reads or writes the files.
 //
 // What it reads: a status line, headers, and a body of Content-Length bytes. Anything else it does not read (chunked
 // or no length, a 1xx, HTTP/1.0) is reported as `unsupported` and the caller goes back to node:http. Errors are
 // reported, never retried here — except a request on a kept-alive socket that the server had already closed, which is
-// sent once more on a new connection (a GET is safe to repeat). Answers other than 2xx come back without their body
-// (the connection is dropped). A body that breaks off, stalls past the idle timeout or is aborted fails its stream with
-// an "aborted" ECONNRESET error, as node:http's response does.
+// sent once more on a new connection when the caller says it may be repeated (a GET, a PUT without conditions).
+// Answers other than 2xx come back without their body (the connection is dropped). A body that breaks off, stalls past
+// the idle timeout or is aborted fails its stream with an "aborted" ECONNRESET error, as node:http's response does.
 import { connect, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders } from 'node:http';
 
-/** GetOutcome: an answer (2xx: with its body stream, to be read), a failure (no answer; the caller falls back), or a server this client cannot read. */
-export type GetOutcome =
+/** HttpOutcome: an answer (2xx: with its body stream, to be read), a failure (no answer; the caller falls back), or a server this client cannot read. */
+export type HttpOutcome =
   | { kind: 'answer'; status: number; headers: IncomingHttpHeaders; body: Readable | undefined }
   | { kind: 'failed'; error: Error }
   | { kind: 'unsupported'; reason: string };
@@ -32,8 +32,8 @@ const SINGLE_HEADERS = new Set([
   'if-unmodified-since', 'last-modified', 'location', 'max-forwards', 'proxy-authorization', 'referer', 'retry-after', 'server', 'user-agent',
 ]);
 
-/** KeepAliveGetClient sends GETs to one host:port, at most maxSockets at once, reusing idle connections (last used first). */
-export class KeepAliveGetClient {
+/** KeepAliveHttpClient sends GETs and PUTs to one host:port, at most maxSockets at once, reusing idle connections (last used first). */
+export class KeepAliveHttpClient {
   private readonly idle: Connection[] = [];
   private readonly waiting: (() => void)[] = [];
   private open = 0;
@@ -46,12 +46,17 @@ export class KeepAliveGetClient {
   ) {}
 
   /**
-   * get sends `GET path` with the given headers ([name, value, name, value, …]; Host among them) and resolves when the
-   * answer's head has arrived. A 2xx answer's body must be read or destroyed.
+   * request sends `method path` with the given headers ([name, value, name, value, …]; Host among them; Content-Length
+   * too when there is a body) and the body, and resolves when the answer's head has arrived. A 2xx answer's body must be
+   * read or destroyed. `repeatable`: the request may go once more on a new connection when a kept-alive one turns out
+   * closed before any answer (false for a PUT whose repeat could answer differently, e.g. one with If-None-Match).
    */
-  async get(path: string, headers: string[], signal?: AbortSignal): Promise<GetOutcome> {
+  async request(
+    method: 'GET' | 'PUT', path: string, headers: string[], body: Buffer | undefined, options: { signal?: AbortSignal; repeatable: boolean },
+  ): Promise<HttpOutcome> {
+    const { signal } = options;
     if (LINE_BREAK.test(path)) return { kind: 'failed', error: new Error('the path holds a line break') };
-    let head = `GET ${path} HTTP/1.1\r\n`;
+    let head = `${method} ${path} HTTP/1.1\r\n`;
     for (let i = 0; i + 1 < headers.length; i += 2) {
       if (LINE_BREAK.test(headers[i]!) || LINE_BREAK.test(headers[i + 1]!)) return { kind: 'failed', error: new Error('a header holds a line break') };
       head += `${headers[i]}: ${headers[i + 1]}\r\n`;
@@ -61,11 +66,16 @@ export class KeepAliveGetClient {
       signal?.throwIfAborted();
       const connection = await this.acquire(attempt > 1);
       if (!connection) return { kind: 'failed', error: new Error('client closed') };
-      const outcome = await connection.exchange(head, signal);
-      // a kept-alive connection the server had closed meanwhile: nothing was answered, so the request goes once more
-      if (outcome.kind === 'failed' && outcome.stale && attempt === 1) continue;
+      const outcome = await connection.exchange(head, body, signal);
+      // a kept-alive connection the server had closed meanwhile: nothing was answered, so the request may go once more
+      if (outcome.kind === 'failed' && outcome.stale && attempt === 1 && options.repeatable) continue;
       return outcome;
     }
+  }
+
+  /** get sends `GET path` (request() for a GET, which may always be repeated). */
+  get(path: string, headers: string[], signal?: AbortSignal): Promise<HttpOutcome> {
+    return this.request('GET', path, headers, undefined, { signal, repeatable: true });
   }
 
   /** close drops the idle connections and those that finish from now on; requests in flight end on their own. */
@@ -118,7 +128,7 @@ export class KeepAliveGetClient {
 
 /** Exchange is one request on a connection: waiting for its head, then feeding its body. */
 interface Exchange {
-  settle: (outcome: GetOutcome & { stale?: boolean }) => void;
+  settle: (outcome: HttpOutcome & { stale?: boolean }) => void;
   settled: boolean;
   /** bytes of the head received so far (it may come in several chunks). */
   head: Buffer | undefined;
@@ -143,7 +153,7 @@ class Connection {
   constructor(
     readonly socket: Socket,
     idleTimeoutMs: number,
-    private readonly client: KeepAliveGetClient,
+    private readonly client: KeepAliveHttpClient,
   ) {
     socket.setTimeout(idleTimeoutMs); // idle while waiting for an answer: fail it; idle in the pool: close it
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -154,7 +164,7 @@ class Connection {
     socket.on('close', () => this.onClose());
   }
 
-  exchange(head: string, signal: AbortSignal | undefined): Promise<GetOutcome & { stale?: boolean }> {
+  exchange(head: string, body: Buffer | undefined, signal: AbortSignal | undefined): Promise<HttpOutcome & { stale?: boolean }> {
     return new Promise((resolve) => {
       if (this.socket.destroyed) {
         // closed since it was taken from the idle list: fail now, its 'close' may have gone by already
@@ -175,7 +185,15 @@ class Connection {
           return;
         }
       }
+      if (body === undefined || body.length === 0) {
+        this.socket.write(head, 'latin1');
+        return;
+      }
+      // head and body in one writev
+      this.socket.cork();
       this.socket.write(head, 'latin1');
+      this.socket.write(body);
+      this.socket.uncork();
     });
   }
 
@@ -296,7 +314,7 @@ class Connection {
     if (exchange.onAbort) exchange.signal!.removeEventListener('abort', exchange.onAbort);
   }
 
-  private settle(exchange: Exchange, outcome: GetOutcome & { stale?: boolean }): void {
+  private settle(exchange: Exchange, outcome: HttpOutcome & { stale?: boolean }): void {
     if (exchange.settled) return;
     exchange.settled = true;
     exchange.settle(outcome);
