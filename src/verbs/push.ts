@@ -13,7 +13,7 @@ import { planRemoteDeletions } from '../engine/deletions.js';
 import { RunRecorder } from '../engine/commit.js';
 import { readState, readStateBatches, type StateEntry } from '../state/store.js';
 import { readStamp, writeStamp } from '../state/stamp.js';
-import { recordUploadIntent, clearUploadIntents } from '../state/intents.js';
+import { UploadIntentLog, clearUploadIntents } from '../state/intents.js';
 import { checkWatcherCoverage, readJournalDeltas, pruneJournal, isJournalCursor } from '../watch/journal.js';
 import { compareKeys } from '../keys.js';
 import { refusal, usageError } from '../errors.js';
@@ -216,9 +216,10 @@ async function runUploads<T>(
   batches: AsyncIterable<T[]>, pick: (item: T) => Upload | undefined = (item) => item as Upload,
 ): Promise<void> {
   const persist = !opts.raw && !ctx.dryRun;
+  const intents = persist ? new UploadIntentLog(session.stateFile) : undefined;
   const transferCtx = {
     root: ctx.target.workspace, storage: session.storage, dest: ctx.target.dest, progress: ctx.progress, signal: ctx.signal, uploads,
-    onUploadIntent: persist ? (path: string, hash: string) => recordUploadIntent(session.stateFile, path, hash) : undefined,
+    onUploadIntent: intents ? (path: string, hash: string) => intents.record(path, hash) : undefined,
   };
 
   async function applyPush(d: Upload): Promise<void> {
@@ -248,7 +249,11 @@ async function runUploads<T>(
     releaseWindow(window),
     defaultIfEmpty(undefined),
   );
-  await lastValueFrom(run$);
+  try {
+    await lastValueFrom(run$);
+  } finally {
+    intents?.close();
+  }
 }
 
 /**

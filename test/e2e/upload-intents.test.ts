@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createFileStorage } from '../../src/storage/file.js';
 import { hashBytes } from '../../src/engine/hash.js';
-import { recordUploadIntent } from '../../src/state/intents.js';
+import { UploadIntentLog } from '../../src/state/intents.js';
 
 const SWM = resolve(import.meta.dirname, '../../dist/cli/main.js');
 const scratch = mkdtempSync(join(tmpdir(), 'swm-intents-'));
@@ -26,7 +26,9 @@ async function plantOwnUpload(bucket: string, ws: string, path: string, content:
   await storage.close();
   if (withIntent) {
     const stateFile = readdirSync(join(ws, '.swm')).find((f) => /^state-.*\.tsv$/.test(f))!;
-    recordUploadIntent(join(ws, '.swm', stateFile), path, hash);
+    const intents = new UploadIntentLog(join(ws, '.swm', stateFile));
+    intents.record(path, hash);
+    intents.close();
   }
 }
 
