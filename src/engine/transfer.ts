@@ -147,11 +147,16 @@ function assertKeyFits(key: string): void {
   }
 }
 
-/** insideWorkspace checks that a folder resolves (symlinks followed) inside the workspace, so nothing is written through a link out. */
 /** realRoots: each workspace root resolved once per process (it is checked before every rename of a download). */
 const realRoots = new Map<string, string>();
 
+/**
+ * assertInsideWorkspace checks that a folder resolves (symlinks followed) inside the workspace, so nothing is written
+ * through a link out. The common case costs one lstat per level below the root: a chain of real folders is inside by
+ * construction. Only a chain with a symlink (or a component gone meanwhile) is resolved with realpath and compared.
+ */
 function assertInsideWorkspace(root: string, dir: string, path: string): void {
+  if (isChainOfFolders(root, dir)) return;
   let realRoot = realRoots.get(root);
   if (realRoot === undefined) realRoots.set(root, (realRoot = realpathSync.native(root)));
   // the native realpath: one libc call instead of Node's JavaScript walk with an lstat per path component
@@ -159,6 +164,20 @@ function assertInsideWorkspace(root: string, dir: string, path: string): void {
   if (real !== realRoot && !real.startsWith(realRoot + '/')) {
     throw new SwmError(ExitCode.usage, `refusing to write ${path}: its folder resolves outside the workspace (through a symlink)`);
   }
+}
+
+/** isChainOfFolders: dir is root or below it, and every component from root down to dir is a folder, not a symlink. */
+function isChainOfFolders(root: string, dir: string): boolean {
+  const base = join(root, '/');
+  const abs = join(dir, '/');
+  if (!abs.startsWith(base)) return false;
+  let current = base.slice(0, -1);
+  for (const part of abs.slice(base.length).split('/')) {
+    if (part === '') continue;
+    current += '/' + part;
+    if (!lstatSync(current, { throwIfNoEntry: false })?.isDirectory()) return false;
+  }
+  return true;
 }
 
 function ensureFolder(root: string, relDir: string, path: string): string {
